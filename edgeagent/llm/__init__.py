@@ -1,0 +1,1 @@
+"""Language models: OpenAI-compatible streaming client, embedded llama.cpp, and the router."""

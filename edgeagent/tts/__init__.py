@@ -1,0 +1,1 @@
+"""Text-to-speech: sentence chunking, piper streaming synthesis, espeak-ng fallback, playback."""
