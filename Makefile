@@ -49,8 +49,9 @@ run: install ## install, then run the voice agent (demo conversation without a m
 doctor: venv
 	$(BIN)/edgeagent doctor
 
-bench: install
-	@echo "make bench: not yet built (latency/cost benchmarks arrive with the listening, STT, LLM, TTS and bench issues)"
+bench: install ## every benchmark in benchmarks/ (each prints its P50/P90 figures)
+	@ls benchmarks/bench_*.py >/dev/null 2>&1 || { echo "make bench: no benchmarks built yet"; exit 0; }
+	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean:
 	rm -rf .pytest_cache build *.egg-info .state out
