@@ -71,6 +71,7 @@ def test_microphone_and_speaker_through_portaudio(tmp_path, alsa_file_device):
     assert "MIC_HZ 440 8000" in out, result.stderr[-2000:]
     assert "PLAYED 8000" in out
     played = np.fromfile(outfile, dtype="<i2")
+    played = played[np.argmax(played != 0):]  # the device plays silence until the first write arrives
     assert len(played) >= 8000
     spectrum = np.abs(np.fft.rfft(played[:8000].astype(float)))
     assert round(np.argmax(spectrum) * 16000 / 8000) == 1000
