@@ -95,7 +95,6 @@ class Turn:
     transcript: str = ""
     partials: list[str] = field(default_factory=list)
     follow_up: bool = False  # opened without a wake word
-    follow_up_deadline: float | None = None  # monotonic; no speech by then closes the window
 
 
 class TurnController:
@@ -141,6 +140,7 @@ class TurnController:
         """
         anchor: tuple[float, float] | None = None  # (monotonic, audio_s) where pacing started
         last: Frame | None = None
+        self.wake.reset()  # a new stream starts a new audio clock: no refractory carried over
         async for frame in frames:
             last = frame
             if pace_replies and self.turn is not None and self.turn.task is not None:
@@ -179,7 +179,7 @@ class TurnController:
     def listen(self) -> None:
         """Open a turn without the wake word (remote `listen` command, follow-up window)."""
         if self.state == AgentState.IDLE:
-            self._open_turn(None, follow_up=True)
+            self._follow_up_pending = True  # opened on the next frame (the endpointer starts on a frame)
 
     def cancel(self) -> None:
         """Stop whatever the agent is doing now and return to IDLE (remote `cancel`)."""
@@ -201,15 +201,12 @@ class TurnController:
             self._listen_frame(frame)
             return
         self.endpointer.process(frame)  # not listening: only keeps its pre-roll buffer current
-        if self.state == AgentState.SPEAKING:
-            self._watch_for_barge_in(frame, played, stop_word=bool(detections))
+        if self.state in (AgentState.THINKING, AgentState.SPEAKING):  # talking over a reply, even before it starts
+            self._watch_for_barge_in(frame, played, stop_word=bool(detections) and self.state == AgentState.SPEAKING)
 
     def _listen_frame(self, frame: Frame) -> None:
         turn = self.turn
         assert turn is not None
-        if turn.follow_up_deadline is not None and turn.marks.speech_start is None and frame.t > turn.follow_up_deadline:
-            self._finish_turn_no_speech(turn)
-            return
         events = self.endpointer.process(frame)
         state = self.endpointer.state
         if state.in_speech and not events:
@@ -249,11 +246,9 @@ class TurnController:
         if detection is not None:
             trace.wake_word, trace.wake_score = detection.word, round(detection.score, 3)
         self.turn = Turn(trace=trace, follow_up=follow_up)
-        if follow_up:
-            self.turn.follow_up_deadline = time.monotonic() + self.config.agent.follow_up_s
         self.turn.marks.wake = detection.t if detection else time.monotonic()
-        if frame is not None:
-            self.endpointer.begin(frame, lookback_ms)
+        if frame is not None:  # a follow-up window closes after follow_up_s without speech
+            self.endpointer.begin(frame, lookback_ms, self.config.agent.follow_up_s if follow_up else None)
         self._set_state(AgentState.LISTENING, "wake" if detection else "follow-up")
 
     async def _reply(self, turn: Turn) -> None:

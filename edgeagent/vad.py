@@ -112,12 +112,15 @@ class SilenceEndpointer:
         self._start_audio_s = 0.0
         self._last_voice_end_s = 0.0
         self._begin_s = 0.0
+        self._no_speech_s = vad_config.no_speech_timeout_s
 
-    def begin(self, frame: Frame, lookback_ms: int = 0) -> None:
+    def begin(self, frame: Frame, lookback_ms: int = 0, no_speech_timeout_s: float | None = None) -> None:
         """Listen from this frame on.  Pre-roll never reaches back before it (that is the wake word)
-        unless ``lookback_ms`` says the user was already talking (barge-in)."""
+        unless ``lookback_ms`` says the user was already talking (barge-in).  A follow-up window
+        passes its own ``no_speech_timeout_s``."""
         self.activity.reset()
         self._active = True
+        self._no_speech_s = no_speech_timeout_s or self.cfg.no_speech_timeout_s
         self._begin_s = frame.audio_s + frame.duration_s - lookback_ms / 1000
         self._voiced_run = 0.0
         self._preroll = np.zeros(0, np.int16)
@@ -146,7 +149,7 @@ class SilenceEndpointer:
                 self.state = EndpointState(True, self._voiced_run, 0.0, listening)
                 return [SpeechStarted(t=frame.t, audio_s=start_s)]
             self.state = EndpointState(False, 0.0, 0.0, listening)
-            if listening >= self.cfg.no_speech_timeout_s * 1000:
+            if listening >= self._no_speech_s * 1000:
                 self._active = False
                 return [NoSpeech(t=frame.t)]
             return []

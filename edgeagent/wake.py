@@ -185,6 +185,7 @@ class MultiWakeDetector:
         for slot in self.slots:
             slot.model.reset()
             slot.window.clear()
+            slot.quiet_until_s = 0.0  # a new stream's audio clock starts again at zero
 
 
 def create_wake_detector(config: Config) -> MultiWakeDetector:
