@@ -70,11 +70,11 @@ class AudioConfig:
 
 @dataclass
 class WakeConfig:
-    engine: Literal["microwakeword", "openwakeword"] = "microwakeword"
+    engine: Literal["microwakeword"] = "microwakeword"
     models: list[str] = field(default_factory=lambda: ["okay_nabu"])
-    threshold: float = bounded(0.5, 0.0, 1.0)
+    threshold: float = bounded(0.0, 0.0, 1.0)  # 0: each model's own cutoff from its JSON metadata
     thresholds: dict[str, float] = field(default_factory=dict)  # per-model override
-    trigger_frames: int = bounded(3, 1, 100)
+    trigger_frames: int = bounded(0, 0, 100)  # probabilities averaged; 0: the model's own window
     refractory_s: float = bounded(2.0, 0.0, 60.0)
     stop_word: str = ""  # model name active only while speaking; empty: none
 
@@ -109,6 +109,7 @@ class LlmConfig:
     first_token_deadline_s: float = bounded(1.5, 0.1, 60.0)
     local_enabled: bool = True
     local_model_path: str = ""  # empty: SmolLM2-135M-Instruct from the models directory
+    local_threads: int = bounded(0, 0, 64)  # 0: one per core minus one
     max_tokens: int = bounded(160, 1, 4096)
     temperature: float = bounded(0.6, 0.0, 2.0)
     history_turns: int = bounded(6, 0, 100)

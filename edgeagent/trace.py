@@ -29,6 +29,7 @@ class TurnTrace:
     wake_word: str | None = None
     wake_score: float | None = None
     speech_ms: float | None = None
+    end_of_turn_ms: float | None = None  # true end of speech -> end-of-turn decision
     end_of_speech_to_final_ms: float | None = None
     llm_backend: str | None = None
     llm_backend_reason: str | None = None

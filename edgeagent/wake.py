@@ -1,16 +1,26 @@
-"""Wake-word detection: the contract every wake engine implements.
+"""Wake-word detection with quantized TFLite models (microWakeWord), several models at once.
 
-``process`` is called inline on the event loop for every frame, so an implementation must cost
-well under a frame (microWakeWord: ~0.1 ms per 20 ms frame).  The ``stop`` word, if configured,
-fires only between ``set_speaking(True)`` and ``set_speaking(False)``.
+Runtime: ``ai_edge_litert`` (works with numpy 2, wheels for x86-64 and aarch64); the older
+``tflite_runtime`` is used only if LiteRT is absent.  Each model keeps its own streaming state;
+``process`` costs ~0.1 ms per 20 ms frame per model, so the controller calls it inline.
+The optional ``stop`` word counts only while the agent is speaking.
 """
 
 from __future__ import annotations
 
+import collections
+import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
-from edgeagent.audio.frames import Frame
+import numpy as np
+
+from edgeagent.audio.frames import FRAME_RATE, Frame
+from edgeagent.config import Config
 from edgeagent.events import WakeDetected
+
+FEATURE_STEP_SAMPLES = 160  # the micro frontend makes one 40-bin feature vector per 10 ms
 
 
 class WakeDetector(Protocol):
@@ -25,3 +35,179 @@ class WakeDetector(Protocol):
     def reset(self) -> None:
         """Forget streaming state (e.g. after a detection or an audio gap)."""
         ...
+
+
+class WakeModelError(RuntimeError):
+    """A wake model is missing, unreadable or not a microWakeWord model; names the file."""
+
+
+def load_interpreter(model_path: Path):
+    """A TFLite interpreter from LiteRT (preferred) or tflite-runtime, with a clear error."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+    if not model_path.is_file():
+        raise WakeModelError(f"wake model {model_path} not found (run `edgeagent models install`)")
+    try:
+        interpreter = Interpreter(model_path=str(model_path))
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise WakeModelError(f"wake model {model_path} cannot be loaded: {exc}") from None
+    return interpreter
+
+
+@dataclass(frozen=True)
+class WakeModelInfo:
+    name: str
+    phrase: str
+    tflite: Path
+    cutoff: float
+    window: int
+
+
+def read_model_info(json_path: Path) -> WakeModelInfo:
+    """microWakeWord's JSON metadata (phrase, probability cutoff, sliding window)."""
+    try:
+        meta = json.loads(json_path.read_text())
+        micro = meta["micro"]
+        return WakeModelInfo(
+            name=json_path.stem,
+            phrase=meta.get("wake_word", json_path.stem),
+            tflite=json_path.with_name(meta.get("model", json_path.stem + ".tflite")),
+            cutoff=float(micro["probability_cutoff"]),
+            window=int(micro.get("sliding_window_size", 5)),
+        )
+    except FileNotFoundError:
+        raise WakeModelError(f"wake model metadata {json_path} not found") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise WakeModelError(f"wake model metadata {json_path} is not microWakeWord JSON: {exc}") from None
+
+
+def find_model(name: str, models_dir: Path) -> WakeModelInfo:
+    """A packaged model (wake/microwakeword) or a user's own (wake/custom/<name>.tflite + .json)."""
+    for folder in ("custom", "microwakeword"):
+        json_path = models_dir / "wake" / folder / f"{name}.json"
+        if json_path.exists():
+            return read_model_info(json_path)
+    available = sorted(p.stem for p in (models_dir / "wake").glob("*/*.json"))
+    raise WakeModelError(f"no wake model {name!r} in {models_dir / 'wake'} (available: {', '.join(available) or 'none'})")
+
+
+class MicroWakeWordModel:
+    """One streaming microWakeWord model: features in, one probability per model stride out."""
+
+    def __init__(self, info: WakeModelInfo):
+        from pymicro_features import MicroFrontend
+
+        self.info = info
+        self._frontend_cls = MicroFrontend
+        self._load()
+
+    def _load(self) -> None:
+        self.interpreter = load_interpreter(self.info.tflite)
+        self._input = self.interpreter.get_input_details()[0]
+        self._output = self.interpreter.get_output_details()[0]
+        self.stride = int(self._input["shape"][1])
+        self._in_scale, self._in_zero = self._input["quantization"]
+        self._out_scale, self._out_zero = self._output["quantization"]
+        self._frontend = self._frontend_cls()
+        self._pending = b""
+        self._features: list[list[float]] = []
+
+    def probabilities(self, samples: np.ndarray) -> list[float]:
+        audio = self._pending + samples.astype("<i2").tobytes()
+        offset, out = 0, []
+        while offset + FEATURE_STEP_SAMPLES * 2 <= len(audio):
+            result = self._frontend.process_samples(audio[offset : offset + FEATURE_STEP_SAMPLES * 2])
+            offset += result.samples_read * 2
+            if not result.features:
+                continue
+            self._features.append(result.features)
+            if len(self._features) == self.stride:
+                out.append(self._infer())
+        self._pending = audio[offset:]
+        return out
+
+    def _infer(self) -> float:
+        features = np.asarray(self._features, dtype=np.float32)[None]
+        self._features = []
+        quantized = np.round(features / self._in_scale + self._in_zero).astype(self._input["dtype"])
+        self.interpreter.set_tensor(self._input["index"], quantized)
+        self.interpreter.invoke()
+        raw = self.interpreter.get_tensor(self._output["index"]).astype(np.float32).item()
+        return (raw - self._out_zero) * self._out_scale
+
+    def reset(self) -> None:
+        """The model's recurrent state lives in the interpreter: a fresh one is the only reset."""
+        self._load()
+
+
+@dataclass
+class _Slot:
+    model: MicroWakeWordModel
+    threshold: float
+    window: collections.deque
+    is_stop_word: bool
+    quiet_until_s: float = 0.0  # refractory: audio time before which this model cannot fire
+
+
+class MultiWakeDetector:
+    """Several models on the same audio, each with its threshold, trigger window and refractory."""
+
+    def __init__(self, slots: list[_Slot], refractory_s: float):
+        self.slots = slots
+        self.refractory_s = refractory_s
+        self.speaking = False
+        self.last_scores: dict[str, float] = {}
+
+    def process(self, frame: Frame) -> list[WakeDetected]:
+        detections = []
+        end_s = frame.audio_s + len(frame.samples) / FRAME_RATE
+        for slot in self.slots:
+            for probability in slot.model.probabilities(frame.samples):
+                slot.window.append(probability)
+            if not slot.window:
+                continue
+            score = float(np.mean(slot.window)) if len(slot.window) == slot.window.maxlen else 0.0
+            self.last_scores[slot.model.info.name] = score
+            armed = self.speaking if slot.is_stop_word else True
+            if armed and score >= slot.threshold and end_s >= slot.quiet_until_s:
+                detections.append(WakeDetected(t=frame.t, word=slot.model.info.name, score=score, audio_s=end_s))
+                slot.quiet_until_s = end_s + self.refractory_s
+                slot.window.clear()
+        return detections
+
+    def set_speaking(self, speaking: bool) -> None:
+        self.speaking = speaking
+
+    def reset(self) -> None:
+        for slot in self.slots:
+            slot.model.reset()
+            slot.window.clear()
+            slot.quiet_until_s = 0.0  # a new stream's audio clock starts again at zero
+
+
+def create_wake_detector(config: Config) -> MultiWakeDetector:
+    """Load every configured wake model (and the stop word) once, at start-up."""
+    wake = config.wake
+    names = list(dict.fromkeys(wake.models + ([wake.stop_word] if wake.stop_word else [])))
+    if not names:
+        raise WakeModelError("wake.models is empty: configure at least one wake word")
+    slots = []
+    for name in names:
+        info = find_model(name, config.models_dir)
+        threshold = wake.thresholds.get(name, wake.threshold or info.cutoff)
+        window = wake.trigger_frames or info.window
+        slots.append(_Slot(MicroWakeWordModel(info), threshold, collections.deque(maxlen=window),
+                           is_stop_word=name == wake.stop_word and name not in wake.models))
+    return MultiWakeDetector(slots, wake.refractory_s)
+
+
+def tflite_runtime_name() -> str:
+    try:
+        import ai_edge_litert  # noqa: F401
+
+        return "ai-edge-litert"
+    except ImportError:
+        return "tflite-runtime"

@@ -8,6 +8,10 @@ from typing import Protocol
 import numpy as np
 
 
+class SttError(RuntimeError):
+    """A recognizer cannot be created (missing model directory, bad grammar); says which and why."""
+
+
 @dataclass(frozen=True)
 class Transcript:
     text: str

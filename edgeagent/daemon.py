@@ -1,0 +1,140 @@
+"""Assembles the daemon: config -> stages -> turn controller, on a microphone or on WAV files.
+
+``build_agent`` loads every model once (before READY), ``run_daemon`` is ``edgeagent run``,
+``converse_file`` is ``edgeagent converse``.  Stage construction lives here and nowhere else,
+so tests, benchmarks and the CLI all drive exactly the daemon's own wiring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeagent.agent import TurnController
+from edgeagent.audio.timeline import ClockedSink
+from edgeagent.audio.wav import WavSource
+from edgeagent.bargein import VadBargeIn
+from edgeagent.config import Config
+from edgeagent.events import StateChanged, TranscriptPartial
+from edgeagent.llm.conversation import Conversation
+from edgeagent.llm.local import LocalLlama
+from edgeagent.llm.openai_client import OpenAiChat
+from edgeagent.llm.router import LlmRouter
+from edgeagent.modelstore import model_path
+from edgeagent.responder import VoiceResponder
+from edgeagent.stt import create_recognizer
+from edgeagent.stt.streaming import UtteranceTranscriber
+from edgeagent.tts import create_synthesizer
+from edgeagent.tts.player import ReplyPlayer
+from edgeagent.vad import create_endpointer, create_voice_activity
+from edgeagent.wake import create_wake_detector
+from edgeagent.telemetry import JsonlTraceSink, LogTraceSink, TraceFanout, TraceSink
+from edgeagent.trace import TurnTrace
+
+log = logging.getLogger("edgeagent.daemon")
+
+
+@dataclass
+class Stages:
+    """Every model, loaded once at start-up (before the daemon reports READY)."""
+
+    wake: object
+    endpointer: object
+    transcriber: UtteranceTranscriber
+    router: LlmRouter
+    conversation: Conversation
+    synthesizer: object
+    barge_in: VadBargeIn | None
+
+    def close(self) -> None:
+        self.transcriber.close()
+
+
+def load_stages(config: Config) -> Stages:
+    local = None
+    if config.llm.local_enabled:
+        path = Path(config.llm.local_model_path) if config.llm.local_model_path else \
+            model_path("llm/smollm2-135m-instruct-q4_1", config.models_dir)
+        local = LocalLlama(path, config.llm.max_tokens, config.llm.temperature, threads=config.llm.local_threads)
+    cloud = None
+    if config.llm.cloud_base_url:
+        cloud = OpenAiChat(config.llm.cloud_base_url, config.llm.cloud_model, config.llm.cloud_api_key,
+                           config.llm.request_timeout_s, config.llm.max_tokens, config.llm.temperature)
+    barge_in = None
+    if config.agent.barge_in_vad:
+        barge_in = VadBargeIn(create_voice_activity(config), config.agent.barge_in_min_speech_ms,
+                              config.audio.frame_ms, config.vad.threshold)
+    return Stages(
+        wake=create_wake_detector(config),
+        endpointer=create_endpointer(config, create_voice_activity(config)),
+        transcriber=UtteranceTranscriber(create_recognizer(config), on_partial=log_partial),
+        router=LlmRouter(local, cloud, config.llm.first_token_deadline_s),
+        conversation=Conversation(config.llm.system_prompt, config.llm.history_turns),
+        synthesizer=create_synthesizer(config),
+        barge_in=barge_in,
+    )
+
+
+def wire(config: Config, stages: Stages, sink, trace_sinks: list[TraceSink]) -> TurnController:
+    """The turn controller over loaded stages, speaking into ``sink``."""
+    telemetry = TraceFanout(trace_sinks)
+    player = ReplyPlayer(stages.synthesizer, sink, volume=config.audio.volume)
+    responder = VoiceResponder(stages.router, stages.conversation, player)
+    controller = TurnController(
+        config,
+        wake=stages.wake,
+        endpointer=stages.endpointer,
+        transcriber=stages.transcriber,
+        responder=responder,
+        barge_in=stages.barge_in,
+        publish_trace=telemetry.publish_trace,
+        on_state=log_state,
+        tick_speaker=getattr(sink, "tick", None),
+        silence_speaker=sink.clear,
+    )
+    responder.on_first_audio = controller.speaking_started
+    controller.telemetry = telemetry
+    return controller
+
+
+def default_trace_sinks(config: Config, extra_jsonl: Path | None = None) -> list[TraceSink]:
+    jsonl = Path(config.telemetry.jsonl_path) if config.telemetry.jsonl_path else config.state_dir / "turns.jsonl"
+    sinks: list[TraceSink] = [JsonlTraceSink(jsonl, config.telemetry.include_text), LogTraceSink(config.telemetry.include_text)]
+    if extra_jsonl is not None:
+        sinks.append(JsonlTraceSink(extra_jsonl, include_text=True))  # the operator asked for this file explicitly
+    return sinks
+
+
+async def converse_file(config: Config, input_wav: Path, output_wav: Path, realtime: bool = True,
+                        traces_path: Path | None = None) -> list[TurnTrace]:
+    """Run the real pipeline on a WAV and write the agent's voice time-aligned with it."""
+    source = WavSource(input_wav, frame_ms=config.audio.frame_ms, realtime=realtime)
+    stages = await asyncio.to_thread(load_stages, config)
+    sink = ClockedSink(output_wav, frame_ms=config.audio.frame_ms, input_rate=stages.synthesizer.sample_rate)
+    controller = wire(config, stages, sink, default_trace_sinks(config, traces_path))
+    probes = asyncio.create_task(stages.router.probe_forever())
+    try:
+        await controller.run(source.frames(), pace_replies=not realtime)
+    finally:
+        probes.cancel()
+        controller.telemetry.close()
+        stages.close()
+        await sink.close()
+    return controller.finished
+
+
+def install_signal_handlers(controller: TurnController) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, controller.stop)
+
+
+def log_partial(partial: TranscriptPartial) -> None:
+    log.debug("partial: %s", partial.text)
+
+
+def log_state(change: StateChanged) -> None:
+    log.info("state %s -> %s (%s)", change.old.value, change.new.value, change.reason)

@@ -1,0 +1,77 @@
+"""One reply: LLM tokens -> sentence chunks -> streaming TTS -> speaker, filling the trace.
+
+Everything is a pipeline of async iterators inside the turn's task, so cancelling that task
+(barge-in) closes the LLM stream, stops synthesis and leaves the speaker to be cleared; the
+conversation then records only the part of the reply the user heard.
+"""
+
+from __future__ import annotations
+
+from typing import AsyncIterator, Callable
+
+from edgeagent.events import PlaybackFinished
+from edgeagent.llm.conversation import Conversation
+from edgeagent.llm.router import LlmRouter, RouteResult
+from edgeagent.trace import TurnTrace, ms_between
+from edgeagent.tts.chunker import SentenceChunker
+from edgeagent.tts.player import ReplyPlayer
+
+
+class VoiceResponder:
+    def __init__(self, router: LlmRouter, conversation: Conversation, player: ReplyPlayer,
+                 on_first_audio: Callable[[], None] = lambda: None):
+        self.router = router
+        self.conversation = conversation
+        self.player = player
+        self.on_first_audio = on_first_audio
+
+    async def respond(self, text: str, trace: TurnTrace, marks) -> PlaybackFinished:
+        route = RouteResult()
+        reply: list[str] = []
+        tokens = self.router.stream(self.conversation.messages_for(text), route)
+        heard: PlaybackFinished | None = None
+        try:
+            heard = await self.player.play(self._chunks(tokens, reply), self._first_audio(marks))
+            return heard
+        finally:  # also on barge-in (cancel) and errors: remember what the user actually heard
+            heard = heard or self.player.heard(cancelled=True)
+            self.conversation.record(text, heard.played_text, interrupted=heard.cancelled)
+            self._fill(trace, marks, route, "".join(reply), heard)
+
+    async def say(self, text: str, marks) -> PlaybackFinished:
+        """Speak fixed text (apology, remote `say`) without the LLM."""
+        return await self.player.play(_one(text), self._first_audio(marks))
+
+    async def _chunks(self, tokens: AsyncIterator[str], reply: list[str]) -> AsyncIterator[str]:
+        chunker = SentenceChunker()
+        try:
+            async for token in tokens:
+                reply.append(token)
+                for chunk in chunker.push(token):
+                    yield chunk
+            for chunk in chunker.flush():
+                yield chunk
+        finally:
+            await tokens.aclose()  # barge-in: close the HTTP stream / stop llama.cpp now
+
+    def _first_audio(self, marks) -> Callable[[float], None]:
+        def started(t: float) -> None:
+            marks.first_audio = marks.first_audio or t
+            self.on_first_audio()
+
+        return started
+
+    def _fill(self, trace: TurnTrace, marks, route: RouteResult, reply: str, heard: PlaybackFinished) -> None:
+        marks.llm_request, marks.llm_first_token = route.request_t, route.first_token_t
+        marks.tts_first_text, marks.tts_first_chunk = self.player.first_text_t, self.player.first_chunk_t
+        trace.llm_backend, trace.llm_backend_reason = route.backend, route.reason
+        trace.llm_ttft_ms = ms_between(route.request_t, route.first_token_t)
+        trace.llm_tokens = route.tokens
+        trace.tts_first_chunk_ms = ms_between(self.player.first_text_t, self.player.first_chunk_t)
+        trace.speak_ms = heard.played_ms
+        trace.reply = reply.strip()
+        trace.heard_reply = heard.played_text
+
+
+async def _one(text: str) -> AsyncIterator[str]:
+    yield text

@@ -1,0 +1,183 @@
+"""The whole voice loop on generated conversations: real wake, VAD, Whisper, llama.cpp, piper.
+
+Each test builds a WAV of the user's side, runs the daemon's own wiring on it (replies paced in
+real time, silence skipped), and checks the agent's WAV, the transcripts, the traces and the
+conversation history.
+"""
+
+import asyncio
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from edgeagent.audio.timeline import ClockedSink
+from edgeagent.audio.wav import WavSource, read_audio
+from edgeagent.config import load_config
+from edgeagent.daemon import load_stages, wire
+from edgeagent.llm.conversation import Conversation
+from edgeagent.llm.openai_client import OpenAiChat
+from edgeagent.telemetry import JsonlTraceSink
+from edgeagent.vad import create_endpointer, create_voice_activity
+from tests.conftest import REPO, free_port
+from tests.speech import concat_wav, espeak_wav, piper_wav
+
+DESIGN_FIELDS = ["turn_id", "device_id", "started_at", "wake_word", "wake_score", "speech_ms",
+                 "end_of_speech_to_final_ms", "llm_backend", "llm_ttft_ms", "llm_tokens", "tts_first_chunk_ms",
+                 "ttfa_ms", "speak_ms", "barge_in", "barge_in_stop_ms", "outcome", "error"]
+
+
+@pytest.fixture(scope="module")
+def config():
+    config = load_config(None, env={})
+    config.device.id = "test-device"
+    return config
+
+
+@pytest.fixture(scope="module")
+def stages(config):
+    stages = load_stages(config)
+    yield stages
+    stages.close()
+
+
+@pytest.fixture
+def fresh(stages, config):
+    """Loaded models, but a new conversation and fresh streaming state for each test."""
+    stages.wake.reset()
+    stages.router.local.max_tokens = 24
+    return dataclasses.replace(stages, conversation=Conversation(config.llm.system_prompt, config.llm.history_turns),
+                               endpointer=create_endpointer(config, create_voice_activity(config)))
+
+
+def converse(config, stages, user_wav, tmp_path, name="out"):
+    out_wav, traces = tmp_path / f"{name}.wav", tmp_path / f"{name}.jsonl"
+
+    async def main():
+        sink = ClockedSink(out_wav, config.audio.frame_ms, input_rate=stages.synthesizer.sample_rate)
+        controller = wire(config, stages, sink, [JsonlTraceSink(traces, include_text=True)])
+        await controller.run(WavSource(user_wav, config.audio.frame_ms).frames(), pace_replies=True)
+        controller.telemetry.close()
+        await sink.close()
+        return controller
+
+    controller = asyncio.run(main())
+    published = [json.loads(line) for line in traces.read_text().splitlines()]
+    return controller, published, read_audio(out_wav)
+
+
+def voiced_seconds(audio, start_s=0.0):
+    frames = audio[int(start_s * 16000):]
+    frames = frames[: len(frames) // 320 * 320].reshape(-1, 320).astype(np.float32)
+    return float((np.sqrt((frames ** 2).mean(axis=1)) > 300).sum() * 0.02)
+
+
+def question_wav(tmp_path, *parts):
+    return concat_wav(tmp_path / "user.wav", list(parts))
+
+
+def test_wake_question_answer(config, fresh, tmp_path):
+    wake, question = piper_wav("Okay Nabu."), piper_wav("What is the capital of France?")
+    user = question_wav(tmp_path, 0.5, wake, 0.3, question, 1.0)
+    question_end = 0.5 + len(read_audio(wake)) / 16000 + 0.3 + len(read_audio(question)) / 16000
+    controller, traces, agent_audio = converse(config, fresh, user, tmp_path)
+    assert [t["outcome"] for t in traces] == ["answered"], traces
+    trace = traces[0]
+    assert "capital" in trace["transcript"].lower() and "france" in trace["transcript"].lower()
+    assert trace["reply"] and trace["heard_reply"]
+    for name in DESIGN_FIELDS:
+        assert name in trace
+    for name in ("wake_word", "wake_score", "speech_ms", "end_of_speech_to_final_ms", "llm_backend", "llm_ttft_ms",
+                 "llm_tokens", "tts_first_chunk_ms", "ttfa_ms", "speak_ms"):
+        assert trace[name] is not None, name
+    assert trace["wake_word"] == "okay_nabu" and trace["llm_backend"] == "local"
+    assert trace["barge_in"] is False and trace["barge_in_stop_ms"] is None and trace["error"] is None
+    assert trace["ttfa_ms"] > trace["end_of_turn_ms"] >= config.vad.silence_ms
+    # the reply is in the output, after the question, and the input before it is silent
+    assert voiced_seconds(agent_audio[: int(question_end * 16000)]) == 0
+    assert voiced_seconds(agent_audio, question_end) >= 0.8
+    assert abs(voiced_seconds(agent_audio) * 1000 - trace["speak_ms"]) < 1500
+    assert fresh.conversation.turns[0][0] == trace["transcript"]
+
+
+def test_follow_up_without_wake_word(config, fresh, tmp_path):
+    config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, follow_up_s=12.0))
+    fresh.router.local.max_tokens = 12  # a short first reply, so the follow-up comes after it
+    user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav("What is the capital of France?"),
+                        10.0, espeak_wav("What is the capital of Germany?"), 1.0)
+    controller, traces, _ = converse(config, fresh, user, tmp_path)
+    assert [t["outcome"] for t in traces] == ["answered", "answered"], traces
+    assert traces[0]["wake_word"] == "okay_nabu" and traces[1]["wake_word"] is None
+    assert "germany" in traces[1]["transcript"].lower()
+    assert len(fresh.conversation.turns) == 2  # the second question was asked with the first in context
+
+
+def test_barge_in_stops_the_reply_and_history_keeps_what_was_heard(config, fresh, tmp_path):
+    fresh.router.local.max_tokens = 160
+    user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3,
+                        piper_wav("Tell me a long story about a dragon and a knight."), 6.0,
+                        espeak_wav("Stop. What is two plus two?"), 1.5)
+    controller, traces, agent_audio = converse(config, fresh, user, tmp_path)
+    assert [t["outcome"] for t in traces][:2] == ["barged_in", "answered"], traces
+    first, second = traces[0], traces[1]
+    assert first["barge_in"] is True and first["barge_in_stop_ms"] is not None
+    assert first["speak_ms"] > 0 and len(first["heard_reply"]) < len(first["reply"])
+    assert "two" in second["transcript"].lower() or "2" in second["transcript"]
+    heard_in_history = fresh.conversation.turns[0][1]
+    assert heard_in_history.startswith(first["heard_reply"]) and heard_in_history.endswith("…")
+    assert first["reply"] not in heard_in_history
+
+
+def test_silence_after_wake_word_is_no_speech(config, fresh, tmp_path):
+    user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), config.vad.no_speech_timeout_s + 1.0)
+    controller, traces, agent_audio = converse(config, fresh, user, tmp_path)
+    assert [t["outcome"] for t in traces] == ["no_speech"]
+    assert traces[0]["llm_backend"] is None and voiced_seconds(agent_audio) == 0
+
+
+@pytest.fixture
+def cloud_server(config):
+    """A real OpenAI-compatible server on loopback (llama.cpp's), standing in for the cloud."""
+    port = free_port()
+    model = REPO / "models/llm/SmolLM2-135M-Instruct.Q4_1.gguf"
+    process = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
+                                "--port", str(port), "--n_threads", "1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(base + "/models", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        process.kill()
+        pytest.fail("llama_cpp.server did not start")
+    yield process, base
+    process.kill()
+    process.wait()
+
+
+def test_cloud_stopped_mid_conversation_next_turn_answers_locally(config, fresh, tmp_path, cloud_server):
+    process, base = cloud_server
+    fresh.router.cloud = OpenAiChat(base, "smollm2", timeout_s=30, max_tokens=16)
+    fresh.router.first_token_deadline_s = 20.0  # a cold one-thread server on a busy CI machine is slow
+    fresh.router.breaker.failures = 0
+    ask = lambda q: question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav(q), 1.0)  # noqa: E731
+    try:
+        _, first, _ = converse(config, fresh, ask("What is the capital of France?"), tmp_path, "one")
+        assert first[0]["outcome"] == "answered" and first[0]["llm_backend"] == "cloud"
+        process.kill()
+        process.wait()
+        _, second, _ = converse(config, fresh, ask("What is the capital of Spain?"), tmp_path, "two")
+    finally:
+        fresh.router.cloud = None
+        fresh.router.first_token_deadline_s = config.llm.first_token_deadline_s
+    assert second[0]["outcome"] == "answered", second
+    assert second[0]["llm_backend"] == "local" and "failover" in second[0]["llm_backend_reason"]
