@@ -185,8 +185,9 @@ class TelemetryOutbox:
             self._wake.wait(0.5)
             self._wake.clear()
             try:
+                stopping = self._stop.is_set()  # read first: a submit before stop() is persisted below
                 self._persist_incoming()
-                if self._stop.is_set():
+                if stopping:
                     return
                 self._reap()
                 self._send()
