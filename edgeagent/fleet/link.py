@@ -24,7 +24,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edgeagent import __version__
-from edgeagent.config import Config
+from edgeagent.config import Config, MqttConfig
 from edgeagent.fleet import commands
 from edgeagent.fleet.control import CommandFailed, DeviceControl
 from edgeagent.fleet.discovery import discovery_payload
@@ -39,9 +39,8 @@ ConfigCallback = Callable[[ConfigChange], "Awaitable[None] | None"]
 COMMAND_TIMEOUT_S = 60.0
 
 
-def make_client(config: Config, client_id: str, will_topic: str | None = None) -> mqtt.Client:
-    """A paho MQTT 5 client with the TLS and credentials of ``config.mqtt`` (also used by the CLI)."""
-    m = config.mqtt
+def make_client(m: MqttConfig, client_id: str, will_topic: str | None = None) -> mqtt.Client:
+    """A paho MQTT 5 client with the TLS and credentials of ``m`` (the device and the fleet CLI)."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     if m.username:
         client.username_pw_set(m.username, m.password or None)
@@ -109,7 +108,7 @@ class FleetLink:
         self._state_lock = threading.Lock()
         self._publish_state_limited = _RateLimited(self._publish_state, state_interval_s)
         self.counters = {"connects": 0, "messages": 0, "rejected": 0}
-        self._client = make_client(config, f"edgeagent-{config.device.id}", self.topics.status)
+        self._client = make_client(config.mqtt, f"edgeagent-{config.device.id}", self.topics.status)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
