@@ -54,38 +54,35 @@ def make_client(m: MqttConfig, client_id: str, will_topic: str | None = None) ->
 
 
 class _RateLimited:
-    """Calls ``fn`` at most once per ``interval`` seconds, always ending with the latest call."""
+    """Runs ``fn`` on its own thread at most once per ``interval`` seconds after calls, always
+    ending with the latest call; a call itself only sets a flag (no thread start, no I/O)."""
 
     def __init__(self, fn: Callable[[], None], interval: float):
         self._fn, self._interval = fn, interval
-        self._last = 0.0
-        self._timer: threading.Timer | None = None
-        self._lock = threading.Lock()
+        self._dirty = threading.Event()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="edgeagent-fleet-state", daemon=True)
+        self._thread.start()
 
     def __call__(self) -> None:
-        with self._lock:
-            if self._timer is not None:
-                return  # the trailing call will carry this update
-            wait = self._last + self._interval - time.monotonic()
-            if wait > 0:
-                self._timer = threading.Timer(wait, self._fire)
-                self._timer.daemon = True
-                self._timer.start()
-                return
-            self._last = time.monotonic()
-        self._fn()
+        self._dirty.set()
 
-    def _fire(self) -> None:
-        with self._lock:
-            self._timer = None
-            self._last = time.monotonic()
-        self._fn()
+    def _run(self) -> None:
+        while True:
+            self._dirty.wait()
+            if self._closed.is_set():
+                return
+            self._dirty.clear()
+            try:
+                self._fn()
+            except Exception:
+                log.exception("fleet: state publish failed")
+            if self._closed.wait(self._interval):
+                return
 
     def cancel(self) -> None:
-        with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+        self._closed.set()
+        self._dirty.set()
 
 
 class FleetLink:
@@ -106,7 +103,9 @@ class FleetLink:
         self._started_at = time.monotonic()
         self._state: dict[str, Any] = {"state": "idle"}
         self._state_lock = threading.Lock()
-        self._publish_state_limited = _RateLimited(self._publish_state, state_interval_s)
+        # while offline, nothing is queued: on_connect publishes the latest state anyway
+        self._publish_state_limited = _RateLimited(
+            lambda: self._publish_state() if self._connected.is_set() else None, state_interval_s)
         self.counters = {"connects": 0, "messages": 0, "rejected": 0}
         self._client = make_client(config.mqtt, f"edgeagent-{config.device.id}", self.topics.status)
         self._client.on_connect = self._on_connect
@@ -152,9 +151,8 @@ class FleetLink:
     def publish_trace(self, trace: TurnTrace) -> None:
         """Hand a finished turn's trace over; never blocks (serialise + enqueue, ~tens of µs)."""
         data = trace.to_dict(include_text=self.config.telemetry.include_text)
+        self.update_state(last_turn_ms=trace.ttfa_ms, backend=trace.llm_backend, last_turn_at=trace.started_at)
         self.outbox.submit(json.dumps(data, separators=(",", ":")).encode())
-        latency = trace.ttfa_ms
-        self.update_state(last_turn_ms=latency, backend=trace.llm_backend, last_turn_at=trace.started_at)
 
     def update_state(self, **fields: Any) -> None:
         """Merge fields (state=, mute=, volume=, backend=, ...) into retained ``{p}/state``;
