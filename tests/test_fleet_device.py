@@ -180,3 +180,11 @@ def test_home_assistant_discovery_resent_on_birth(device):
     # the HA mute switch payload is a valid command
     watcher.client.publish(doc["cmps"]["mute"]["cmd_t"], doc["cmps"]["mute"]["pl_on"], qos=1)
     assert watcher.get_json(f"edgeagent/{dev}/cmd/mute/result")["mute"] is True
+
+
+def test_broken_desired_config_never_echoes_its_text(device):
+    dev, _proc, watcher = device
+    watcher.client.publish(f"edgeagent/{dev}/config/desired", b'{"mqtt": {"password": "hunter2"', qos=1, retain=True)
+    reported = watcher.get_json(f"edgeagent/{dev}/config/reported", lambda r: r["last_error"] is not None)
+    assert "not valid JSON" in reported["last_error"]["reason"]
+    assert "hunter2" not in json.dumps(reported)

@@ -155,3 +155,15 @@ def test_publish_trace_never_touches_the_disk_or_network_on_the_callers_thread(t
         assert len(link.outbox.spool) == 50
 
     asyncio.run(scenario())
+
+
+def test_doctor_reports_spool_depth_and_drops(tmp_path):
+    from edgeagent.config import build_config, resolve_runtime
+    from edgeagent.doctor import check_fleet_spool
+
+    config = resolve_runtime(build_config({"mqtt": {"enabled": True}, "telemetry": {"spool_max": 10},
+                                           "paths": {"state_dir": str(tmp_path)}}))
+    assert [c.detail for c in check_fleet_spool(config)] == ["0 traces waiting for the broker (max 10)"]
+    Spool(tmp_path / "fleet" / "telemetry-spool", 10).append_many([b"{}"] * 12)
+    (check,) = check_fleet_spool(config)
+    assert check.level == "warn" and "10 traces waiting" in check.detail and "2 dropped" in check.detail

@@ -85,7 +85,8 @@ class RemoteConfig:
             try:
                 desired = json.loads(payload) if payload.strip() else {}
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ConfigError("<payload>", payload[:80], f"not valid JSON: {exc}") from None
+                # the value shown is the size, never the text: a broken document may hold a secret
+                raise ConfigError("<payload>", f"{len(payload)} bytes", f"not valid JSON: {exc}") from None
             new = apply_partial(self.base, desired)
         except ConfigError as exc:
             self.last_error = {"key": exc.key, "reason": exc.reason, "message": str(exc), "at": utc_now_iso()}

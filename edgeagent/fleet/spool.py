@@ -198,14 +198,16 @@ class TelemetryOutbox:
                 self._idle.notify_all()
 
     def _persist_incoming(self) -> None:
-        batch: list[bytes] = []
-        while True:
-            try:
-                batch.append(self._incoming.get_nowait())
-            except queue.Empty:
-                break
-        if batch:
-            self.spool.append_many(batch)
+        # under the idle lock: a batch between the queue and the spool must not look "idle"
+        with self._idle:
+            batch: list[bytes] = []
+            while True:
+                try:
+                    batch.append(self._incoming.get_nowait())
+                except queue.Empty:
+                    break
+            if batch:
+                self.spool.append_many(batch)
 
     def _reap(self) -> None:
         still: deque[tuple[int, PublishHandle]] = deque()
