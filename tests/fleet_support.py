@@ -160,12 +160,18 @@ class Watcher:
 
 
 def start_device(config_path: Path) -> subprocess.Popen:
+    """The device process; its log goes to a file (a pipe nobody drains would block it)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEAGENT_")}
-    return subprocess.Popen([sys.executable, "-m", "edgeagent.fleet.device", "--config", str(config_path)],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    log = open(config_path.with_suffix(".log"), "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "edgeagent.fleet.device", "--config", str(config_path)],
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc.log_path = Path(log.name)  # type: ignore[attr-defined]
+    log.close()
+    return proc
 
 
 def stop_process(proc: subprocess.Popen) -> str:
+    """Stop it (SIGTERM, then SIGKILL) and return its log."""
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -173,4 +179,4 @@ def stop_process(proc: subprocess.Popen) -> str:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    return proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+    return proc.log_path.read_text(errors="replace")  # type: ignore[attr-defined]

@@ -119,7 +119,10 @@ def test_malformed_flood_leaves_device_running_with_flat_memory(device):
 
     def flood(n: int) -> None:
         for i in range(n):
-            watcher.client.publish(f"edgeagent/{dev}/cmd/{names[i % len(names)]}", bad[i % len(bad)], qos=1)
+            if i % 10 == 9:  # broken desired config documents too (not retained)
+                watcher.client.publish(f"edgeagent/{dev}/config/desired", bad[i % len(bad)], qos=1)
+            else:
+                watcher.client.publish(f"edgeagent/{dev}/cmd/{names[i % len(names)]}", bad[i % len(bad)], qos=1)
         request(watcher, dev, "ping", "{}")  # the queue is drained once this is answered
         while not watcher.messages.empty():
             watcher.messages.get_nowait()

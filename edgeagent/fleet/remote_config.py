@@ -89,8 +89,9 @@ class RemoteConfig:
                 raise ConfigError("<payload>", f"{len(payload)} bytes", f"not valid JSON: {exc}") from None
             new = apply_partial(self.base, desired)
         except ConfigError as exc:
-            self.last_error = {"key": exc.key, "reason": exc.reason, "message": str(exc), "at": utc_now_iso()}
-            log.warning("remote config rejected: %s", exc)
+            message = str(exc)[:500]  # a 60 KB value must not flood the report or the journal
+            self.last_error = {"key": exc.key[:200], "reason": exc.reason[:300], "message": message, "at": utc_now_iso()}
+            log.warning("remote config rejected: %s", message)
             return None
         changed = diff(self.current, new)
         self._persist(payload if payload.strip() else b"{}")
