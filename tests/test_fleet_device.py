@@ -85,6 +85,7 @@ def test_every_command_is_answered(device):
     stats = request(watcher, dev, "stats", '{"id": "s1"}', mqtt5=False)
     assert stats["ok"] and stats["id"] == "s1" and stats["link"]["connected"] is True
     assert "telemetry" in stats["link"] and stats["device"]["voice_loop"] is False
+    assert stats["state"] == {"state": "idle", "voice_loop": False, "mute": True, "volume": 0.25, "backend": None}
     # plain MQTT (no response topic) gets /result
     assert request(watcher, dev, "ping", "", mqtt5=False)["pong"] is True
     # restart really restarts: offline, then online again, and it answers afterwards
@@ -161,6 +162,8 @@ def test_invalid_desired_config_rejected_and_nothing_changes(device):
     for bad, key in (({"vad": {"silence_ms": 50, "aggressiveness": 1}}, "vad.silence_ms"),
                      ({"audio": {"volume": "max"}}, "audio.volume"),
                      ({"nosuch": {"x": 1}}, "nosuch"),
+                     ({"device": {"id": "other"}}, "device.id"),
+                     ({"paths": {"state_dir": "/"}}, "paths"),
                      ("{broken", "<payload>")):
         payload = bad if isinstance(bad, str) else json.dumps(bad)
         watcher.client.publish(topic, payload, qos=1, retain=True)

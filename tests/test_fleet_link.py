@@ -115,3 +115,22 @@ def test_tls_with_client_certificate_and_acl(tmp_path, tls_broker):
         out = stop_process(proc)
         watcher.close()
     assert "connected to 127.0.0.1" in out
+
+
+def test_remote_config_persists_and_boots_into_it_without_a_broker(tmp_path):
+    from edgeagent.config import build_config, resolve_runtime
+    from edgeagent.fleet.remote_config import RemoteConfig
+
+    base = resolve_runtime(build_config({"paths": {"state_dir": str(tmp_path)}, "device": {"id": "box"}}))
+    remote = RemoteConfig(base, base.state_dir)
+    change = remote.handle(b'{"wake": {"threshold": 0.7}, "mqtt": {"password": "s3cret"}}')
+    assert change is not None and change.changed == ("mqtt.password", "wake.threshold")
+    assert change.restart_required == ("mqtt.password",)
+    assert (tmp_path / "fleet" / "desired.json").stat().st_mode & 0o077 == 0  # it may hold a secret
+    assert "s3cret" not in json.dumps(remote.report())
+    rebooted = RemoteConfig(base, base.state_dir)
+    assert rebooted.current.wake.threshold == 0.7 and rebooted.current.mqtt.password == "s3cret"
+    assert remote.handle(b'{"wake": {"threshold": 2}}') is None  # rejected: the persisted one stays
+    assert RemoteConfig(base, base.state_dir).current.wake.threshold == 0.7
+    assert remote.handle(b"{}").changed == ("mqtt.password", "wake.threshold")  # empty desired: back to base
+    assert RemoteConfig(base, base.state_dir).current.wake.threshold == base.wake.threshold

@@ -95,6 +95,7 @@ class FleetLink:
     def __init__(self, config: Config, control: DeviceControl, on_config: ConfigCallback | None = None,
                  *, state_interval_s: float = 0.5):
         self.remote = RemoteConfig(config, config.state_dir)
+        config = self.remote.current  # base + persisted desired (identity and paths stay local)
         self.topics = Topics(config.mqtt.topic_root, config.device.id)
         self._control = control
         self._on_config = on_config
@@ -249,7 +250,7 @@ class FleetLink:
         if name == "ping":
             return {"pong": True, "device_id": self.topics.device_id, "version": __version__,
                     "uptime_s": round(time.monotonic() - self._started_at, 1)}
-        return {"device": await self._control.stats(), "link": self.stats()}
+        return {"device": await self._control.stats(), "state": await self._control.state(), "link": self.stats()}
 
     def _reply(self, name: str, response_topic: str | None, correlation: bytes | None, body: bytes) -> None:
         props = None

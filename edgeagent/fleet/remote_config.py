@@ -28,6 +28,7 @@ LIVE_KEYS = (
     "tts.volume", "tts.espeak_voice", "agent.", "telemetry.", "log.",
 )
 MAX_DESIRED_BYTES = 64 * 1024
+LOCAL_ONLY = (("device", "id"), ("paths", None), ("mqtt", "topic_root"))
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,17 @@ def diff(old: Config, new: Config) -> tuple[str, ...]:
 
 def needs_restart(key: str) -> bool:
     return not any(key == live or (live.endswith((".", "_")) and key.startswith(live)) for live in LIVE_KEYS)
+
+
+def _check_remote_keys(desired: Any) -> None:
+    """The device's identity and directories are local facts: a broker must not move them."""
+    if not isinstance(desired, dict):
+        return  # apply_partial names the problem
+    for section, key in LOCAL_ONLY:
+        values = desired.get(section)
+        if isinstance(values, dict) and (key is None or key in values):
+            name = f"{section}.{key}" if key else section
+            raise ConfigError(name, values.get(key) if key else values, "can only be set in the local config")
 
 
 class RemoteConfig:
@@ -87,6 +99,7 @@ class RemoteConfig:
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 # the value shown is the size, never the text: a broken document may hold a secret
                 raise ConfigError("<payload>", f"{len(payload)} bytes", f"not valid JSON: {exc}") from None
+            _check_remote_keys(desired)
             new = apply_partial(self.base, desired)
         except ConfigError as exc:
             message = str(exc)[:500]  # a 60 KB value must not flood the report or the journal
