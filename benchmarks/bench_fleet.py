@@ -50,7 +50,32 @@ async def publish_cost(link: FleetLink, label: str, start: int, calls: int = CAL
           f"P99 {pct(costs, .99):.0f} us  max {max(costs):.0f} us  over {calls} calls  (target <= 1000 us)")
 
 
+async def loop_lag(lags: list[float], period: float = 0.005) -> None:
+    """How late a 5 ms timer fires: what the link's threads cost the audio loop."""
+    while True:
+        t0 = time.perf_counter()
+        await asyncio.sleep(period)
+        lags.append((time.perf_counter() - t0 - period) * 1000.0)
+
+
+class _Baseline:
+    """Serialising the trace and nothing else, no threads: the machine's own noise floor."""
+
+    def publish_trace(self, trace: TurnTrace) -> None:
+        json.dumps(trace.to_dict())
+
+
 def bench_publish(workdir: Path) -> None:
+    async def baseline() -> None:
+        lags: list[float] = []
+        ticker = asyncio.create_task(loop_lag(lags))
+        await publish_cost(_Baseline(), "baseline: to_dict + json.dumps only, one per 20 ms", 0,  # type: ignore[arg-type]
+                           calls=300, pause_s=0.02)
+        ticker.cancel()
+        print(f"event-loop lag, baseline (no link threads): P50 {pct(lags, .5):.2f} ms  P99 {pct(lags, .99):.2f} ms  "
+              f"max {max(lags):.2f} ms")
+
+    asyncio.run(baseline())
     broker = Broker(workdir / "broker")
     broker.start()
     config = load_config(device_config(workdir, broker, "bench"))
@@ -61,7 +86,12 @@ def bench_publish(workdir: Path) -> None:
         link.start()
         while not link.connected:
             await asyncio.sleep(0.05)
+        lags: list[float] = []
+        ticker = asyncio.create_task(loop_lag(lags))
         await publish_cost(link, "broker up, one per 20 ms", 10 * CALLS, calls=300, pause_s=0.02)
+        ticker.cancel()
+        print(f"event-loop lag while publishing (5 ms ticker): P50 {pct(lags, .5):.2f} ms  P99 {pct(lags, .99):.2f} ms  "
+              f"max {max(lags):.2f} ms  (budget: one 20 ms frame)")
         await asyncio.to_thread(link.outbox.wait_delivered, 60)
         await publish_cost(link, "broker up, burst", 0)
         t0 = time.monotonic()
