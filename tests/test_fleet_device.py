@@ -133,6 +133,8 @@ def test_malformed_flood_leaves_device_running_with_flat_memory(device):
     before = psutil.Process(proc.pid).memory_info().rss
     flood(1000)
     after = psutil.Process(proc.pid).memory_info().rss
+    print(f"device RSS: start {rss / 2**20:.1f} MiB, after warm-up {before / 2**20:.1f} MiB, "
+          f"after 1,000 malformed messages {after / 2**20:.1f} MiB")
     assert proc.poll() is None
     assert after - before < 2 * 1024 * 1024, f"RSS grew {(after - before) / 1024:.0f} KiB (start {rss})"
     assert request(watcher, dev, "ping", "{}")["pong"] is True
