@@ -9,7 +9,7 @@ LLAMA_CPP   := llama-cpp-python==0.3.36
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3-venv python3-dev build-essential cmake pkg-config portaudio19-dev \
                 libsystemd-dev espeak-ng mosquitto mosquitto-clients sox alsa-utils libasound2-plugins \
-                systemd
+                systemd openssl
 PYTEST_ARGS ?= -q
 
 .PHONY: install apt venv models test run bench doctor clean distclean

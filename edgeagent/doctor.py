@@ -142,8 +142,26 @@ def check_llm_endpoint(config: Config) -> Iterable[Check]:
         yield Check("network", "cloud LLM", "warn", f"{url} unreachable ({exc}); the embedded model will answer")
 
 
+def check_fleet_spool(config: Config) -> Iterable[Check]:
+    """Turn traces waiting on disk for the broker, and how many a full spool has dropped."""
+    if not config.mqtt.enabled:
+        return
+    spool = config.state_dir / "fleet" / "telemetry-spool"
+    waiting = sum(1 for _ in spool.glob("*.json")) if spool.is_dir() else 0
+    try:
+        dropped = int((spool / "dropped").read_text().strip() or 0)
+    except (OSError, ValueError):
+        dropped = 0
+    detail = f"{waiting} traces waiting for the broker (max {config.telemetry.spool_max})"
+    if dropped:
+        yield Check("fleet", "telemetry spool", "warn",
+                    f"{detail}; {dropped} dropped when full: raise telemetry.spool_max or fix the broker link")
+    else:
+        yield Check("fleet", "telemetry spool", "ok", detail)
+
+
 CHECKS: list[CheckFn] = [check_packages, check_tflite_runtime, check_binaries, check_audio, check_models,
-                         check_broker, check_llm_endpoint]
+                         check_broker, check_llm_endpoint, check_fleet_spool]
 
 
 def run_checks(config: Config, checks: Iterable[CheckFn] = CHECKS) -> list[Check]:

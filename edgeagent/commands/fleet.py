@@ -1,0 +1,255 @@
+"""``edgeagent fleet devices|tail|stats|send|config``: the operator's view of the fleet over MQTT."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("fleet", help="operate devices over MQTT: devices, tail, stats, send, config",
+                            description="Broker options default to $EDGEAGENT_FLEET_<OPTION> "
+                                        "(e.g. EDGEAGENT_FLEET_HOST, EDGEAGENT_FLEET_PASSWORD), then to the "
+                                        "config's [mqtt] section.")
+    conn = parser.add_argument_group("broker")
+    conn.add_argument("--host")
+    conn.add_argument("--port", type=int)
+    conn.add_argument("--username")
+    conn.add_argument("--password-file", help="file holding the password (or $EDGEAGENT_FLEET_PASSWORD)")
+    conn.add_argument("--tls", action="store_true", default=None)
+    conn.add_argument("--ca-file")
+    conn.add_argument("--cert-file")
+    conn.add_argument("--key-file")
+    conn.add_argument("--topic-root")
+    conn.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the broker or a device")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    devices = actions.add_parser("devices", help="every device: online, version, state, last seen")
+    devices.add_argument("--wait", type=float, default=1.0, help="seconds to collect retained state")
+    tail = actions.add_parser("tail", help="live turn traces (one line each; --json for JSON lines)")
+    tail.add_argument("--device", help="only this device")
+    tail.add_argument("--count", type=int, help="exit after this many traces")
+    tail.add_argument("--duration", type=float, help="exit after this many seconds")
+    tail.add_argument("--output", help="also append each trace as a JSON line to this file (a collector)")
+    tail.add_argument("--session", help="named persistent session: the broker keeps traces while tail is away")
+    stats = actions.add_parser("stats", help="P50/P90 per stage, per device and fleet-wide")
+    stats.add_argument("--input", action="append", metavar="FILE", help="JSON-lines traces (from tail --json/--output); repeatable; - = stdin")
+    stats.add_argument("--listen", type=float, metavar="SECONDS", help="collect live traces for this long (default 10 s without --input)")
+    stats.add_argument("--window", help="only turns started within this window, e.g. 15m, 24h, 7d")
+    stats.add_argument("--device", help="only this device")
+    stats.add_argument("--session", help="persistent session to collect from (see tail --session)")
+    send = actions.add_parser("send", help="send a command and print the device's answer")
+    send.add_argument("device")
+    send.add_argument("command", help="say, mute, volume, listen, cancel, restart, ping, stats")
+    send.add_argument("args", nargs="?", default="{}", help='JSON arguments, e.g. \'{"volume": 0.5}\'')
+    config = actions.add_parser("config", help="set desired config keys (retained) and wait for the device's report")
+    config.add_argument("device")
+    config.add_argument("settings", nargs="+", metavar="KEY=VALUE", help="e.g. vad.silence_ms=600 (values parsed as JSON, else text)")
+    config.add_argument("--replace", action="store_true", help="replace the whole desired document instead of merging")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeagent.cli import config_from_args
+    from edgeagent.fleet.operator import FleetError, OperatorClient, broker_settings
+
+    flags = {name: getattr(args, name) for name in ("host", "port", "username", "password_file", "tls",
+                                                      "ca_file", "cert_file", "key_file", "topic_root")}
+    try:
+        settings = broker_settings(config_from_args(args).mqtt, flags)
+        if args.action == "stats" and args.input and args.listen is None:
+            return _stats(args, None)
+        with OperatorClient(settings, args.timeout, getattr(args, "session", None)) as client:
+            return ACTIONS[args.action](args, client)
+    except FleetError as exc:
+        print(f"edgeagent fleet: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"edgeagent fleet: {exc}", file=sys.stderr)
+        return 2
+
+
+def _devices(args: argparse.Namespace, client: Any) -> int:
+    from edgeagent.fleet.topics import device_of
+    from edgeagent.table import print_table
+
+    root = client.root
+    client.subscribe(f"{root}/+/status", f"{root}/+/state")
+    found: dict[str, dict[str, Any]] = {}
+    for msg in client.messages_for(args.wait):
+        device = device_of(msg.topic, root)
+        if device is None:
+            continue
+        entry = found.setdefault(device, {"device": device, "status": "unknown"})
+        if msg.topic.endswith("/status"):
+            entry["status"] = msg.payload.decode(errors="replace")
+        else:
+            try:
+                state = json.loads(msg.payload)
+            except ValueError:
+                continue
+            entry.update(state=state.get("state"), version=state.get("version"), backend=state.get("backend"),
+                         mute=state.get("mute"), volume=state.get("volume"), last_seen=state.get("updated_at"),
+                         last_turn_ms=state.get("last_turn_ms"))
+    rows = sorted(found.values(), key=lambda d: d["device"])
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    cols = ["device", "status", "state", "version", "backend", "mute", "volume", "last_turn_ms", "last_seen"]
+    print_table(cols, [[_cell(r.get(c)) for c in cols] for r in rows])
+    print(f"\n{sum(r['status'] == 'online' for r in rows)}/{len(rows)} devices online")
+    return 0
+
+
+def _tail(args: argparse.Namespace, client: Any) -> int:
+    device = args.device or "+"
+    topic = f"{client.root}/{device}/telemetry/turn"
+    client.subscribe(topic)
+    print(f"tail: listening on {topic}", file=sys.stderr, flush=True)
+    seen: set[str] = set()
+    out = open(args.output, "a", encoding="utf-8") if args.output else None
+    try:
+        for msg in client.messages_for(args.duration):
+            try:
+                trace = json.loads(msg.payload)
+                turn_id = trace["turn_id"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if turn_id in seen:  # a QoS 1 duplicate
+                continue
+            seen.add(turn_id)
+            line = json.dumps(trace, separators=(",", ":"))
+            if out:
+                out.write(line + "\n")
+                out.flush()
+            print(line if args.json else _trace_line(trace), flush=True)
+            if args.count and len(seen) >= args.count:
+                break
+    finally:
+        if out:
+            out.close()
+    return 0
+
+
+def _trace_line(t: dict[str, Any]) -> str:
+    fields = [t.get("started_at", "?"), t.get("device_id", "?"), t.get("outcome", "?"),
+              f"backend={t.get('llm_backend')}", f"ttfa={_ms(t.get('ttfa_ms'))}", f"stt={_ms(t.get('end_of_speech_to_final_ms'))}",
+              f"llm_ttft={_ms(t.get('llm_ttft_ms'))}", f"tts={_ms(t.get('tts_first_chunk_ms'))}"]
+    if t.get("barge_in"):
+        fields.append(f"barge_in_stop={_ms(t.get('barge_in_stop_ms'))}")
+    if t.get("error"):
+        fields.append(f"error={t['error']}")
+    return "  ".join(str(f) for f in fields)
+
+
+def _stats(args: argparse.Namespace, client: Any) -> int:
+    from edgeagent.fleet.stats import parse_window, read_jsonl, summarize
+    from edgeagent.table import print_table
+
+    window = parse_window(args.window) if args.window else None
+    traces: list[Any] = []
+    if args.input:
+        traces.append(read_jsonl(args.input))
+    if client is not None:
+        client.subscribe(f"{client.root}/{args.device or '+'}/telemetry/turn")
+        live = []
+        for msg in client.messages_for(args.listen if args.listen is not None else 10.0):
+            try:
+                live.append(json.loads(msg.payload))
+            except ValueError:
+                continue
+        traces.append(live)
+    summary = summarize((t for source in traces for t in source), window, args.device)
+    if args.json:
+        print(json.dumps({"turns": summary.turns, "devices": summary.devices, "duplicates": summary.duplicates,
+                          "outside_window": summary.outside_window,
+                          "stages": [s.__dict__ for s in summary.stages]}, indent=1))
+        return 0
+    print_table(["device", "stage", "n", "p50_ms", "p90_ms"],
+                [[s.device, s.stage, s.n, s.p50, s.p90] for s in summary.stages])
+    print(f"\n{summary.turns} turns from {summary.devices} devices ({summary.duplicates} duplicates ignored"
+          + (f", {summary.outside_window} outside the window" if window else "") + ")")
+    return 0
+
+
+def _send(args: argparse.Namespace, client: Any) -> int:
+    try:
+        payload = json.loads(args.args)
+    except ValueError as exc:
+        raise ValueError(f"arguments are not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ValueError("arguments must be a JSON object")
+    answer = client.request(args.device, args.command, payload, args.timeout)
+    if args.json:
+        print(json.dumps(answer))
+    elif answer.get("ok"):
+        extra = {k: v for k, v in answer.items() if k not in ("ok", "command")}
+        print(f"{args.device} {args.command}: ok" + (f" {json.dumps(extra)}" if extra else ""))
+    else:
+        print(f"{args.device} {args.command}: error: {answer.get('error')}", file=sys.stderr)
+    return 0 if answer.get("ok") else 1
+
+
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """``["vad.silence_ms=600", "llm.cloud_model=gpt"]`` -> nested partial config."""
+    partial: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or "." not in key:
+            raise ValueError(f"{item!r}: expected section.key=value, e.g. vad.silence_ms=600")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        section, _, name = key.partition(".")
+        partial.setdefault(section, {})[name] = value
+    return partial
+
+
+def _config(args: argparse.Namespace, client: Any) -> int:
+    topics = client.topics(args.device)
+    update = parse_settings(args.settings)
+    desired: dict[str, Any] = {}
+    if not args.replace:
+        current = client.retained(topics.config_desired)
+        if current:
+            try:
+                desired = json.loads(current)
+            except ValueError:
+                desired = {}
+    for section, values in update.items():
+        if not isinstance(desired.get(section), dict):
+            desired[section] = {}
+        desired[section].update(values)
+    client.subscribe(topics.config_reported)  # the old report arrives flagged retained: skipped below
+    client.publish(topics.config_desired, json.dumps(desired), retain=True)
+    for msg in client.messages_for(args.timeout):
+        if msg.topic != topics.config_reported or msg.retain:
+            continue
+        report = json.loads(msg.payload)
+        if args.json:
+            print(json.dumps(report))
+        elif report.get("last_error"):
+            print(f"{args.device}: rejected: {report['last_error']['message']}", file=sys.stderr)
+        else:
+            restart = report.get("restart_required") or []
+            print(f"{args.device}: applied: {', '.join(report.get('changed') or []) or 'no change'}"
+                  + (f" (restart needed for {', '.join(restart)})" if restart else ""))
+        return 1 if report.get("last_error") else 0
+    print(f"edgeagent fleet: {args.device} did not report within {args.timeout:g} s (offline?); "
+          "the desired config is retained and applies when it connects", file=sys.stderr)
+    return 1
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{value:.0f}ms"
+
+
+ACTIONS = {"devices": _devices, "tail": _tail, "stats": _stats, "send": _send, "config": _config}

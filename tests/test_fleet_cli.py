@@ -1,0 +1,104 @@
+"""``edgeagent fleet`` against a real broker and a real device process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edgeagent.fleet.stats import percentile, summarize
+from tests.conftest import REPO
+from tests.fleet_support import OPERATOR, Watcher, broker, device_config, start_device, stop_process  # noqa: F401
+
+
+@pytest.fixture
+def fleet(tmp_path, broker):  # noqa: F811
+    """A running device 'porch' and a function running ``edgeagent fleet ...`` as the operator."""
+    pw = tmp_path / "operator.password"
+    pw.write_text(OPERATOR[1])
+    watcher = Watcher(broker, ["edgeagent/porch/status"])
+    proc = start_device(device_config(tmp_path, broker, "porch"))
+    watcher.get(lambda m: m.payload == b"online", timeout=15)
+
+    def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "edgeagent", "fleet", "--host", "127.0.0.1", "--port", str(broker.port),
+               "--username", OPERATOR[0], "--password-file", str(pw), *args]
+        return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60, input=stdin)
+
+    yield cli
+    stop_process(proc)
+    watcher.close()
+
+
+def test_devices_send_and_config(fleet):
+    out = fleet("devices")
+    assert out.returncode == 0, out.stderr
+    assert "porch" in out.stdout and "online" in out.stdout and "1/1 devices online" in out.stdout
+    rows = json.loads(fleet("--json", "devices").stdout)
+    assert rows[0]["device"] == "porch" and rows[0]["state"] == "idle" and rows[0]["volume"] == 0.8
+
+    ping = fleet("--json", "send", "porch", "ping")
+    assert ping.returncode == 0 and json.loads(ping.stdout)["pong"] is True
+    vol = fleet("send", "porch", "volume", '{"volume": 0.4}')
+    assert vol.returncode == 0 and '"volume": 0.4' in vol.stdout
+    bad = fleet("send", "porch", "volume", '{"volume": "x"}')
+    assert bad.returncode == 1 and "must be a number" in bad.stderr
+    say = fleet("send", "porch", "say", '{"text": "hi"}')
+    assert say.returncode == 1 and "voice loop not running" in say.stderr
+    assert fleet("send", "porch", "ping", "{nope").returncode == 2
+
+    ok = fleet("config", "porch", "vad.silence_ms=650", "llm.cloud_model=gpt-test")
+    assert ok.returncode == 0, ok.stderr
+    assert "applied: llm.cloud_model, vad.silence_ms" in ok.stdout
+    merged = fleet("--json", "config", "porch", "stt.engine=pocketsphinx")  # merges with the retained desired
+    report = json.loads(merged.stdout)
+    assert report["config"]["vad"]["silence_ms"] == 650 and report["restart_required"] == ["stt.engine"]
+    rejected = fleet("config", "porch", "vad.silence_ms=5")
+    assert rejected.returncode == 1 and "vad.silence_ms" in rejected.stderr and "between" in rejected.stderr
+    assert fleet("--json", "send", "porch", "ping").returncode == 0  # still alive
+
+
+def test_tail_dedupes_and_stats_reads_what_tail_wrote(fleet, tmp_path, broker):  # noqa: F811
+    collected = tmp_path / "traces.jsonl"
+    tail = subprocess.Popen([sys.executable, "-m", "edgeagent", "fleet", "--host", "127.0.0.1",
+                             "--port", str(broker.port), "--username", OPERATOR[0],
+                             "--password-file", str(tmp_path / "operator.password"),
+                             "tail", "--count", "3", "--output", str(collected)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "listening" in tail.stderr.readline()
+    sender = Watcher(broker, [])
+    try:
+        for n, ttfa in ((1, 100.0), (1, 100.0), (2, 300.0), (3, 200.0)):  # turn 1 twice (QoS 1 duplicate)
+            trace = {"turn_id": f"t{n}", "device_id": "porch", "started_at": "2026-11-24T04:00:00.000Z",
+                     "ttfa_ms": ttfa, "outcome": "answered", "llm_backend": "local"}
+            sender.client.publish("edgeagent/porch/telemetry/turn", json.dumps(trace), qos=1).wait_for_publish(5)
+        out, _err = tail.communicate(timeout=30)
+    finally:
+        sender.close()
+    assert tail.returncode == 0 and out.count("porch") == 3 and "ttfa=300ms" in out
+    lines = collected.read_text().splitlines()
+    assert [json.loads(line)["turn_id"] for line in lines] == ["t1", "t2", "t3"]
+    # a duplicate on the input is ignored by stats too
+    stats = fleet("--json", "stats", "--input", str(collected), "--input", "-", stdin=lines[0] + "\n")
+    result = json.loads(stats.stdout)
+    assert result["turns"] == 3 and result["duplicates"] == 1
+    fleet_ttfa = next(s for s in result["stages"] if s["device"] == "(fleet)" and s["stage"] == "ttfa_ms")
+    assert fleet_ttfa == {"device": "(fleet)", "stage": "ttfa_ms", "n": 3, "p50": 200.0, "p90": 280.0}
+    table = fleet("stats", "--input", str(collected))
+    assert "ttfa_ms" in table.stdout and "3 turns from 1 devices" in table.stdout
+
+
+def test_stats_per_device_percentiles_and_window():
+    traces = [{"turn_id": f"{d}-{i}", "device_id": d, "started_at": "2026-11-24T04:00:00Z",
+               "llm_ttft_ms": float(i), "ttfa_ms": None} for d in ("a", "b") for i in range(1, 11)]
+    traces.append({"turn_id": "old", "device_id": "a", "started_at": "2020-01-01T00:00:00Z", "llm_ttft_ms": 1e6})
+    from datetime import datetime, timedelta, timezone
+    now = datetime(2026, 11, 24, 5, 0, tzinfo=timezone.utc)
+    summary = summarize(traces, timedelta(hours=2), now=now)
+    assert summary.turns == 20 and summary.outside_window == 1 and summary.devices == 2
+    by = {(s.device, s.stage): s for s in summary.stages}
+    assert by[("a", "llm_ttft_ms")].p50 == 5.5 and by[("a", "llm_ttft_ms")].p90 == 9.1
+    assert by[("(fleet)", "llm_ttft_ms")].n == 20 and ("a", "ttfa_ms") not in by
+    assert percentile([1.0], 0.9) == 1.0
