@@ -167,6 +167,9 @@ class PyAudioSpeaker:
         self._lock = threading.Lock()
         self._buffer = frame_samples(buffer_ms, self.sample_rate)
         self.played_samples = 0  # at the device rate
+        self.last_played = np.zeros(0, np.int16)  # the latest block sent to the device: the echo reference
+        self.on_first_play = None  # one-shot callback(t) when queued audio starts playing
+        self._loop = None
         self._pa = pyaudio.PyAudio()
         try:
             self._stream = self._pa.open(
@@ -196,6 +199,11 @@ class PyAudioSpeaker:
                 else:
                     self._pending[0] = block[take:]
             self.played_samples += filled
+            self.last_played = out
+            callback, loop = self.on_first_play, self._loop
+            if filled and callback is not None and loop is not None:
+                self.on_first_play = None
+                loop.call_soon_threadsafe(callback, time.monotonic())
         return (out.tobytes(), _pyaudio().paContinue)
 
     @property
@@ -204,6 +212,7 @@ class PyAudioSpeaker:
             return sum(len(b) for b in self._pending)
 
     async def write(self, pcm: np.ndarray) -> None:
+        self._loop = asyncio.get_running_loop()
         block = self._resampler.process(np.asarray(pcm, dtype=np.int16))
         with self._lock:
             self._pending.append(block)
@@ -212,11 +221,14 @@ class PyAudioSpeaker:
             await asyncio.sleep(0.01)
 
     def clear(self) -> int:
-        """Drop queued audio now; returns how many samples were dropped."""
+        """Drop queued audio after a 5 ms fade (no click); returns how many samples were dropped."""
+        fade_len = self.sample_rate * 5 // 1000
         with self._lock:
-            dropped = sum(len(b) for b in self._pending)
+            queued = np.concatenate(list(self._pending)) if self._pending else np.zeros(0, np.int16)
+            fade = (queued[:fade_len] * np.linspace(1.0, 0.0, min(fade_len, len(queued)))).astype(np.int16)
             self._pending.clear()
-        return dropped
+            self._pending.append(fade)
+        return len(queued) - len(fade)
 
     async def close(self) -> None:
         self._stream.stop_stream()
