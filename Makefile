@@ -44,7 +44,7 @@ test: install ## install, then run the test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 run: install ## install, then run the voice agent (demo conversation without a microphone)
-	$(BIN)/edgeagent run --demo
+	$(BIN)/edgeagent run --demo-without-mic
 
 doctor: venv
 	$(BIN)/edgeagent doctor

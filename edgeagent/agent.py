@@ -95,6 +95,7 @@ class Turn:
     transcript: str = ""
     partials: list[str] = field(default_factory=list)
     follow_up: bool = False  # opened without a wake word
+    announcement: bool = False  # remote `say`: spoken, not a conversation turn, no trace
 
 
 class TurnController:
@@ -180,6 +181,24 @@ class TurnController:
         """Open a turn without the wake word (remote `listen` command, follow-up window)."""
         if self.state == AgentState.IDLE:
             self._follow_up_pending = True  # opened on the next frame (the endpointer starts on a frame)
+
+    def announce(self, text: str) -> bool:
+        """Speak ``text`` now (remote `say`); False when a turn is in progress."""
+        if self.turn is not None or self.state != AgentState.IDLE:
+            return False
+        turn = Turn(trace=TurnTrace(device_id=self.config.device.id), announcement=True)
+        self.turn = turn
+        self._set_state(AgentState.THINKING, "say")
+        turn.task = asyncio.get_running_loop().create_task(self._announce(turn, text), name="announce")
+        return True
+
+    async def _announce(self, turn: Turn, text: str) -> None:
+        try:
+            await self.responder.say(text, turn.marks)
+        finally:
+            if self.turn is turn:
+                self.turn = None
+                self._set_state(AgentState.IDLE, "said")
 
     def cancel(self) -> None:
         """Stop whatever the agent is doing now and return to IDLE (remote `cancel`)."""
@@ -325,6 +344,8 @@ class TurnController:
             self._publish(turn)
 
     def _publish(self, turn: Turn) -> None:
+        if turn.announcement:
+            return
         m, trace = turn.marks, turn.trace
         trace.ttfa_ms = ms_between(m.speech_end_true, m.first_audio)
         trace.end_of_turn_ms = ms_between(m.speech_end_true, m.end_of_turn)

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+from typing import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgeagent.agent import TurnController
 from edgeagent.audio.timeline import ClockedSink
 from edgeagent.audio.wav import WavSource
+from edgeagent.audio.pyaudio_io import PyAudioMicrophone, PyAudioSpeaker
 from edgeagent.bargein import VadBargeIn
+from edgeagent.fleet.link import FleetLink
+from edgeagent.service import notify, watchdog_loop
+from edgeagent.voice_device import VoiceDevice
 from edgeagent.config import Config
 from edgeagent.events import StateChanged, TranscriptPartial
 from edgeagent.llm.conversation import Conversation
@@ -78,7 +84,8 @@ def load_stages(config: Config) -> Stages:
     )
 
 
-def wire(config: Config, stages: Stages, sink, trace_sinks: list[TraceSink]) -> TurnController:
+def wire(config: Config, stages: Stages, sink, trace_sinks: list[TraceSink],
+         on_state: Callable[[StateChanged], None] = lambda change: None) -> TurnController:
     """The turn controller over loaded stages, speaking into ``sink``."""
     telemetry = TraceFanout(trace_sinks)
     player = ReplyPlayer(stages.synthesizer, sink, volume=config.audio.volume)
@@ -91,8 +98,9 @@ def wire(config: Config, stages: Stages, sink, trace_sinks: list[TraceSink]) -> 
         responder=responder,
         barge_in=stages.barge_in,
         publish_trace=telemetry.publish_trace,
-        on_state=log_state,
-        tick_speaker=getattr(sink, "tick", None),
+        on_state=lambda change: (log_state(change), on_state(change)),
+        # a file sink is ticked by the mic clock; a device plays on its own and reports its last block
+        tick_speaker=getattr(sink, "tick", None) or (lambda: sink.last_played),
         silence_speaker=sink.clear,
     )
     responder.on_first_audio = controller.speaking_started
@@ -124,6 +132,59 @@ async def converse_file(config: Config, input_wav: Path, output_wav: Path, realt
         stages.close()
         await sink.close()
     return controller.finished
+
+
+async def run_daemon(config: Config, input_wav: Path | None = None, output_wav: Path | None = None) -> bool:
+    """``edgeagent run``: until SIGTERM.  Returns True when a remote ``restart`` was asked for."""
+    device = link = None
+    if config.mqtt.enabled:
+        device = VoiceDevice(config)
+        link = FleetLink(config, device, on_config=device.apply_config)
+        config = link.config  # local config plus the fleet's persisted desired config
+    notify("STATUS=loading models")
+    stages = await asyncio.to_thread(load_stages, config)
+    if input_wav is not None:
+        source = WavSource(input_wav, frame_ms=config.audio.frame_ms, realtime=True)
+        sink = ClockedSink(output_wav or Path(os.devnull), config.audio.frame_ms, stages.synthesizer.sample_rate)
+    else:
+        source = PyAudioMicrophone(config.audio.input_device, config.audio.frame_ms)
+        source.open()
+        sink = PyAudioSpeaker(config.audio.output_device, config.audio.output_rate, stages.synthesizer.sample_rate)
+    sinks = default_trace_sinks(config) + ([link] if link else [])
+
+    def state_changed(change: StateChanged) -> None:
+        notify(f"STATUS={change.new.value}")
+        if link is not None and device is not None:
+            device._changed()
+
+    controller = wire(config, stages, sink, sinks, on_state=state_changed)
+    install_signal_handlers(controller)
+    background = [asyncio.create_task(stages.router.probe_forever()), asyncio.create_task(watchdog_loop())]
+    if link is not None and device is not None:
+        device.attach(link)
+        device.attach_controller(controller)
+        link.start()
+        background.append(asyncio.create_task(_stop_on(device.restart_requested, controller)))
+    notify("READY=1\nSTATUS=idle")
+    log.info("edgeagent ready (device %s)", config.device.id)
+    try:
+        await controller.run(source.frames())
+    finally:
+        notify("STOPPING=1")
+        for task in background:
+            task.cancel()
+        await source.close()
+        await sink.close()
+        controller.telemetry.close()
+        if link is not None:
+            await link.stop()
+        stages.close()
+    return bool(device and device.restart_requested.is_set())
+
+
+async def _stop_on(event: asyncio.Event, controller: TurnController) -> None:
+    await event.wait()
+    controller.stop()
 
 
 def install_signal_handlers(controller: TurnController) -> None:

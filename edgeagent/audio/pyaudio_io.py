@@ -94,7 +94,11 @@ class PyAudioMicrophone:
         self._stream = None
         self.overruns = 0
 
-    def _open(self, loop: asyncio.AbstractEventLoop) -> None:
+    def open(self) -> None:
+        """Open the device now (a daemon reports READY only once its microphone is open)."""
+        if self._stream is not None:
+            return
+        loop = asyncio.get_running_loop()
         pyaudio = _pyaudio()
         self._pa = pyaudio.PyAudio()
         rate = FRAME_RATE
@@ -129,7 +133,7 @@ class PyAudioMicrophone:
         self._queue.put_nowait(chunk)
 
     async def frames(self) -> AsyncIterator[Frame]:
-        self._open(asyncio.get_running_loop())
+        self.open()
         n = frame_samples(self.frame_ms)
         pending = np.zeros(0, dtype=np.int16)
         index = 0
