@@ -56,3 +56,11 @@ def concat_wav(out: Path, parts: list[Path | float], rate: int = 16000) -> Path:
     pieces = [np.zeros(int(p * rate), np.int16) if isinstance(p, (int, float)) else read_audio(p, rate) for p in parts]
     soundfile.write(str(out), np.concatenate(pieces), rate, subtype="PCM_16")
     return out
+
+
+def voiced_seconds(audio: np.ndarray, start_s: float = 0.0, rate: int = 16000) -> float:
+    """Seconds of 20 ms frames in ``audio`` (int16) louder than a quiet room, from ``start_s`` on."""
+    step = rate // 50
+    frames = audio[int(start_s * rate):]
+    frames = frames[: len(frames) // step * step].reshape(-1, step).astype(np.float32)
+    return float((np.sqrt((frames ** 2).mean(axis=1)) > 300).sum() * 0.02)

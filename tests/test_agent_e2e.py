@@ -13,7 +13,6 @@ import sys
 import time
 import urllib.request
 
-import numpy as np
 import pytest
 
 from edgeagent.audio.timeline import ClockedSink
@@ -25,7 +24,7 @@ from edgeagent.llm.openai_client import OpenAiChat
 from edgeagent.telemetry import JsonlTraceSink
 from edgeagent.vad import create_endpointer, create_voice_activity
 from tests.conftest import REPO, free_port
-from tests.speech import concat_wav, espeak_wav, piper_wav
+from tests.speech import concat_wav, espeak_wav, piper_wav, voiced_seconds
 
 DESIGN_FIELDS = ["turn_id", "device_id", "started_at", "wake_word", "wake_score", "speech_ms",
                  "end_of_speech_to_final_ms", "llm_backend", "llm_ttft_ms", "llm_tokens", "tts_first_chunk_ms",
@@ -69,12 +68,6 @@ def converse(config, stages, user_wav, tmp_path, name="out"):
     controller = asyncio.run(main())
     published = [json.loads(line) for line in traces.read_text().splitlines()]
     return controller, published, read_audio(out_wav)
-
-
-def voiced_seconds(audio, start_s=0.0):
-    frames = audio[int(start_s * 16000):]
-    frames = frames[: len(frames) // 320 * 320].reshape(-1, 320).astype(np.float32)
-    return float((np.sqrt((frames ** 2).mean(axis=1)) > 300).sum() * 0.02)
 
 
 def question_wav(tmp_path, *parts):
