@@ -67,6 +67,7 @@ class VoiceResponder:
         trace.llm_backend, trace.llm_backend_reason = route.backend, route.reason
         trace.llm_ttft_ms = ms_between(route.request_t, route.first_token_t)
         trace.llm_tokens = route.tokens
+        trace.chunk_wait_ms = ms_between(route.first_token_t, self.player.first_text_t)
         trace.tts_first_chunk_ms = ms_between(self.player.first_text_t, self.player.first_chunk_t)
         trace.speak_ms = heard.played_ms
         trace.reply = reply.strip()

@@ -35,6 +35,7 @@ class TurnTrace:
     llm_backend_reason: str | None = None
     llm_ttft_ms: float | None = None
     llm_tokens: int | None = None
+    chunk_wait_ms: float | None = None  # first token -> first speakable chunk handed to TTS
     tts_first_chunk_ms: float | None = None
     ttfa_ms: float | None = None
     speak_ms: float | None = None

@@ -1,0 +1,102 @@
+"""Time to first audio of the whole voice loop, stage by stage, over generated turns.
+
+Each turn is a real-time WAV (wake word + question, several voices) through the daemon's own
+wiring with the embedded LLM.  Prints P50/P90/max per stage and the pipeline's own overhead:
+TTFA minus every stage's compute (end-of-turn wait, STT final, LLM TTFT, chunk wait, TTS first
+chunk).  Usage: python benchmarks/bench_voice_loop.py [--turns N] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from edgeagent.audio.timeline import ClockedSink  # noqa: E402
+from edgeagent.audio.wav import WavSource  # noqa: E402
+from edgeagent.config import load_config  # noqa: E402
+from edgeagent.daemon import load_stages, wire  # noqa: E402
+from edgeagent.llm.conversation import Conversation  # noqa: E402
+from tests.speech import concat_wav, espeak_wav, piper_wav  # noqa: E402
+
+QUESTIONS = [
+    "What is the capital of France?", "How many legs does a spider have?", "What color is the sky?",
+    "Who wrote Romeo and Juliet?", "What is two plus two?", "Name a fruit that is yellow.",
+    "What is the largest ocean?", "How many days are in a week?", "What do bees make?",
+    "Tell me a fun fact about cats.", "What is the boiling point of water?", "Which planet is the red planet?",
+]
+VOICES = [lambda t: piper_wav(t), lambda t: espeak_wav(t), lambda t: espeak_wav(t, "en-gb"),
+          lambda t: espeak_wav(t, "en-us+f3", 150), lambda t: piper_wav(t, length_scale=1.15)]
+STAGES = ["end_of_turn_ms", "end_of_speech_to_final_ms", "llm_ttft_ms", "chunk_wait_ms", "tts_first_chunk_ms",
+          "ttfa_ms"]
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, round(q * (len(values) - 1))))]
+
+
+def summarize(traces: list[dict]) -> dict:
+    answered = [t for t in traces if t["outcome"] == "answered" and t["ttfa_ms"] is not None]
+    rows = {}
+    for stage in STAGES + ["overhead_ms"]:
+        values = [t[stage] for t in answered if t.get(stage) is not None]
+        if values:
+            rows[stage] = {"p50": percentile(values, 0.5), "p90": percentile(values, 0.9), "max": max(values),
+                           "mean": round(statistics.fmean(values), 1), "n": len(values)}
+    return {"turns": len(traces), "answered": len(answered), "stages": rows}
+
+
+async def run_turns(turns: int, workdir: Path) -> list[dict]:
+    config = load_config(None, env={})
+    stages = load_stages(config)
+    stages.router.local.max_tokens = 24
+    traces = []
+    for index in range(turns):
+        question = QUESTIONS[index % len(QUESTIONS)]
+        voice = VOICES[index % len(VOICES)]
+        user = concat_wav(workdir / f"turn{index}.wav", [0.4, piper_wav("Okay Nabu."), 0.3, voice(question), 0.3])
+        turn_stages = dataclasses.replace(stages, conversation=Conversation(config.llm.system_prompt))
+        sink = ClockedSink(workdir / f"reply{index}.wav", config.audio.frame_ms, stages.synthesizer.sample_rate)
+        controller = wire(config, turn_stages, sink, [])
+        await controller.run(WavSource(user, config.audio.frame_ms, realtime=True).frames())
+        await sink.close()
+        for trace in controller.finished:
+            data = trace.to_dict()
+            parts = [data.get(s) for s in STAGES[:-1]]
+            if data["ttfa_ms"] is not None and None not in parts:
+                data["overhead_ms"] = round(data["ttfa_ms"] - sum(parts), 1)
+            traces.append(data)
+        print(f"\rturn {index + 1}/{turns}: {traces[-1]['outcome'] if traces else '-'} "
+              f"ttfa={traces[-1].get('ttfa_ms') if traces else '-'} ms   ", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    stages.close()
+    return traces
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--json", help="write the summary and every trace here")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        traces = asyncio.run(run_turns(args.turns, Path(tmp)))
+    summary = summarize(traces)
+    print(f"voice loop, embedded LLM: {summary['answered']}/{summary['turns']} turns answered")
+    print(f"{'stage':28} {'P50':>8} {'P90':>8} {'max':>8}")
+    for stage, row in summary["stages"].items():
+        print(f"{stage:28} {row['p50']:8.1f} {row['p90']:8.1f} {row['max']:8.1f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"summary": summary, "traces": traces}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
