@@ -59,7 +59,8 @@ class Stages:
         self.transcriber.close()
 
 
-def load_stages(config: Config) -> Stages:
+def build_router(config: Config) -> LlmRouter:
+    """Embedded model (unless disabled) plus the cloud endpoint (when configured)."""
     local = None
     if config.llm.local_enabled:
         path = Path(config.llm.local_model_path) if config.llm.local_model_path else \
@@ -69,6 +70,10 @@ def load_stages(config: Config) -> Stages:
     if config.llm.cloud_base_url:
         cloud = OpenAiChat(config.llm.cloud_base_url, config.llm.cloud_model, config.llm.cloud_api_key,
                            config.llm.request_timeout_s, config.llm.max_tokens, config.llm.temperature)
+    return LlmRouter(local, cloud, config.llm.first_token_deadline_s)
+
+
+def load_stages(config: Config) -> Stages:
     barge_in = None
     if config.agent.barge_in_vad:
         barge_in = VadBargeIn(create_voice_activity(config), config.agent.barge_in_min_speech_ms,
@@ -77,7 +82,7 @@ def load_stages(config: Config) -> Stages:
         wake=create_wake_detector(config),
         endpointer=create_endpointer(config, create_voice_activity(config)),
         transcriber=UtteranceTranscriber(create_recognizer(config), on_partial=log_partial),
-        router=LlmRouter(local, cloud, config.llm.first_token_deadline_s),
+        router=build_router(config),
         conversation=Conversation(config.llm.system_prompt, config.llm.history_turns),
         synthesizer=create_synthesizer(config),
         barge_in=barge_in,

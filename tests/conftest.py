@@ -2,7 +2,9 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,28 @@ pcm.ea_in {{ type file slave.pcm "null" file "/dev/null" infile "{infile}" forma
 """)
     monkeypatch.setenv("HOME", str(tmp_path))
     return infile, outfile
+
+
+@pytest.fixture
+def llama_server():
+    """A real OpenAI-compatible server on loopback (llama.cpp's), standing in for the cloud.
+    Yields (process, base_url); tests may kill the process to simulate an outage."""
+    port = free_port()
+    model = REPO / "models/llm/SmolLM2-135M-Instruct.Q4_1.gguf"
+    process = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
+                                "--port", str(port), "--n_threads", "1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(base + "/models", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        process.kill()
+        pytest.fail("llama_cpp.server did not start")
+    yield process, base
+    process.kill()
+    process.wait()

@@ -8,11 +8,6 @@ conversation history.
 import asyncio
 import dataclasses
 import json
-import subprocess
-import sys
-import time
-import urllib.request
-
 import pytest
 
 from edgeagent.audio.timeline import ClockedSink
@@ -23,7 +18,6 @@ from edgeagent.llm.conversation import Conversation
 from edgeagent.llm.openai_client import OpenAiChat
 from edgeagent.telemetry import JsonlTraceSink
 from edgeagent.vad import create_endpointer, create_voice_activity
-from tests.conftest import REPO, free_port
 from tests.speech import concat_wav, espeak_wav, piper_wav, voiced_seconds
 
 DESIGN_FIELDS = ["turn_id", "device_id", "started_at", "wake_word", "wake_score", "speech_ms",
@@ -133,32 +127,8 @@ def test_silence_after_wake_word_is_no_speech(config, fresh, tmp_path):
     assert traces[0]["llm_backend"] is None and voiced_seconds(agent_audio) == 0
 
 
-@pytest.fixture
-def cloud_server(config):
-    """A real OpenAI-compatible server on loopback (llama.cpp's), standing in for the cloud."""
-    port = free_port()
-    model = REPO / "models/llm/SmolLM2-135M-Instruct.Q4_1.gguf"
-    process = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-                                "--port", str(port), "--n_threads", "1"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(base + "/models", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        pytest.fail("llama_cpp.server did not start")
-    yield process, base
-    process.kill()
-    process.wait()
-
-
-def test_cloud_stopped_mid_conversation_next_turn_answers_locally(config, fresh, tmp_path, cloud_server):
-    process, base = cloud_server
+def test_cloud_stopped_mid_conversation_next_turn_answers_locally(config, fresh, tmp_path, llama_server):
+    process, base = llama_server
     fresh.router.cloud = OpenAiChat(base, "smollm2", timeout_s=30, max_tokens=16)
     fresh.router.first_token_deadline_s = 20.0  # a cold one-thread server on a busy CI machine is slow
     fresh.router.breaker.failures = 0

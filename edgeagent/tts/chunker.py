@@ -34,6 +34,7 @@ def speakable(text: str) -> str:
         text = pattern.sub(replacement, text)
     text = "".join(c for c in text if not _is_emoji(c))
     text = text.replace("*", "").replace("#", "")
+    text = re.sub(r"\s+([.,!?;:])", r"\1", text)  # "today 😀!" -> "today!"
     return re.sub(r"\s+", " ", text).strip()
 
 

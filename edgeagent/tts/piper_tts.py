@@ -26,6 +26,8 @@ class PiperSynthesizer:
             raise TtsError(f"piper voice {voice_path} cannot be loaded: {exc}") from None
         self.sample_rate = int(self.voice.config.sample_rate)
         self._settings = SynthesisConfig(length_scale=length_scale, volume=volume)
+        for _ in self.synthesize("Ready."):  # warm-up: onnxruntime's first run is several times slower
+            pass
 
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         for chunk in self.voice.synthesize(text, syn_config=self._settings):
