@@ -97,6 +97,9 @@ class EndpointState:
     listening_ms: float  # since begin()
 
 
+TRAILING_LEVEL = 0.1  # relative to the utterance's speech level: below this a "voiced" frame is the VAD's hangover
+
+
 class SilenceEndpointer:
     """Speech starts after ``min_speech_ms`` of voice, ends after ``silence_ms`` of silence."""
 
@@ -113,6 +116,7 @@ class SilenceEndpointer:
         self._last_voice_end_s = 0.0
         self._begin_s = 0.0
         self._no_speech_s = vad_config.no_speech_timeout_s
+        self._speech_level = 0.0  # recent peak frame level of this utterance
 
     def begin(self, frame: Frame, lookback_ms: int = 0, no_speech_timeout_s: float | None = None) -> None:
         """Listen from this frame on.  Pre-roll never reaches back before it (that is the wake word)
@@ -135,7 +139,15 @@ class SilenceEndpointer:
         if not self._active:
             return []
         voiced = self.activity.speech_probability(frame) >= self.cfg.threshold
+        level = float(np.sqrt(np.mean(np.square(frame.samples.astype(np.float32)))))
         s = self.state
+        if s.in_speech and voiced:
+            # VADs keep saying "speech" for a few frames after the voice stops; a frame far quieter
+            # than this utterance's speech counts as silence, so the end is found on time
+            if level < TRAILING_LEVEL * self._speech_level:
+                voiced = False
+            else:
+                self._speech_level = max(self._speech_level * 0.95, level)
         listening = s.listening_ms + self.frame_ms
         end_s = frame.audio_s + self.frame_ms / 1000
         if not s.in_speech:
@@ -146,6 +158,7 @@ class SilenceEndpointer:
                            int((end_s - self._begin_s) * FRAME_RATE))
                 self._preroll = self._ring.latest(keep)
                 self._start_audio_s, self._last_voice_end_s = start_s, end_s
+                self._speech_level = level
                 self.state = EndpointState(True, self._voiced_run, 0.0, listening)
                 return [SpeechStarted(t=frame.t, audio_s=start_s)]
             self.state = EndpointState(False, 0.0, 0.0, listening)

@@ -150,6 +150,7 @@ class _Slot:
     window: collections.deque
     is_stop_word: bool
     quiet_until_s: float = 0.0  # refractory: audio time before which this model cannot fire
+    latched: bool = False  # fired and the score has not dropped below threshold since
 
 
 class MultiWakeDetector:
@@ -171,11 +172,14 @@ class MultiWakeDetector:
                 continue
             score = float(np.mean(slot.window)) if len(slot.window) == slot.window.maxlen else 0.0
             self.last_scores[slot.model.info.name] = score
+            if score < slot.threshold:
+                slot.latched = False
+                continue
             armed = self.speaking if slot.is_stop_word else True
-            if armed and score >= slot.threshold and end_s >= slot.quiet_until_s:
+            if armed and not slot.latched and end_s >= slot.quiet_until_s:
                 detections.append(WakeDetected(t=frame.t, word=slot.model.info.name, score=score, audio_s=end_s))
                 slot.quiet_until_s = end_s + self.refractory_s
-                slot.window.clear()
+                slot.latched = True  # one utterance of the phrase fires once
         return detections
 
     def set_speaking(self, speaking: bool) -> None:
@@ -186,6 +190,7 @@ class MultiWakeDetector:
             slot.model.reset()
             slot.window.clear()
             slot.quiet_until_s = 0.0  # a new stream's audio clock starts again at zero
+            slot.latched = False
 
 
 def create_wake_detector(config: Config) -> MultiWakeDetector:

@@ -1,0 +1,156 @@
+"""Wake word and end-of-turn on generated speech (real models, real VAD engines)."""
+
+import asyncio
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgeagent.audio.wav import WavSource, read_audio
+from edgeagent.config import load_config
+from edgeagent.events import NoSpeech, SpeechEnded, SpeechStarted
+from edgeagent.vad import create_endpointer, create_voice_activity
+from edgeagent.wake import WakeModelError, create_wake_detector
+from tests.conftest import REPO
+from tests.speech import concat_wav, espeak_wav, piper_wav
+
+POSITIVES = [lambda: piper_wav("Okay Nabu."), lambda: espeak_wav("Okay Nabu"), lambda: espeak_wav("Okay Nabu", "en-gb"),
+             lambda: espeak_wav("Okay Nabu", "en-us+f3", 140)]
+NEGATIVES = ["What is the weather like today?", "Okay, now I am busy.", "Turn on the kitchen lights please."]
+
+
+@pytest.fixture
+def config():
+    return load_config(None, env={})
+
+
+def wake_on(config, parts, tmp_path, speaking=False):
+    detector = create_wake_detector(config)
+    detector.set_speaking(speaking)
+    wav = concat_wav(tmp_path / "clip.wav", parts)
+
+    async def run():
+        return [d async for f in WavSource(wav).frames() for d in detector.process(f)]
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("make_clip", POSITIVES)
+def test_wake_word_fires_on_the_phrase_in_several_voices(config, tmp_path, make_clip):
+    detections = wake_on(config, [0.5, make_clip(), 0.5], tmp_path)
+    assert [d.word for d in detections] == ["okay_nabu"]
+    assert 0.5 < detections[0].audio_s < 2.5
+
+
+@pytest.mark.parametrize("text", NEGATIVES)
+def test_wake_word_ignores_other_speech(config, tmp_path, text):
+    assert wake_on(config, [0.3, piper_wav(text), 0.3, espeak_wav(text), 0.3], tmp_path) == []
+
+
+def test_wake_word_ignores_silence_and_noise(config, tmp_path):
+    noise = tmp_path / "noise.wav"
+    import soundfile
+    soundfile.write(str(noise), (np.random.default_rng(7).normal(0, 3000, 16000 * 5)).astype(np.int16), 16000)
+    assert wake_on(config, [2.0, noise, 2.0], tmp_path) == []
+
+
+def test_threshold_is_per_model(config, tmp_path):
+    config.wake.thresholds = {"okay_nabu": 0.9999}
+    assert wake_on(config, [0.5, piper_wav("Okay Nabu."), 0.5], tmp_path) == []
+
+
+def test_refractory_period(config, tmp_path):
+    phrase = piper_wav("Okay Nabu.")
+    assert len(wake_on(config, [0.3, phrase, 0.2, phrase, 0.5], tmp_path)) == 1  # 2 s refractory
+    config.wake.refractory_s = 0.0
+    assert len(wake_on(config, [0.3, phrase, 0.2, phrase, 0.5], tmp_path)) == 2
+
+
+def test_stop_word_only_while_speaking(config, tmp_path):
+    config.wake.stop_word = "alexa"
+    clip = [0.3, piper_wav("Alexa."), 0.5]
+    assert wake_on(config, clip, tmp_path, speaking=False) == []
+    assert [d.word for d in wake_on(config, clip, tmp_path, speaking=True)] == ["alexa"]
+
+
+def test_missing_corrupt_and_custom_models(config, tmp_path):
+    models = tmp_path / "models"
+    shutil.copytree(config.models_dir / "wake", models / "wake")
+    config.paths.models_dir = str(models)
+    config.wake.models = ["no_such_word"]
+    with pytest.raises(WakeModelError, match="no wake model 'no_such_word'.*okay_nabu"):
+        create_wake_detector(config)
+    custom = models / "wake" / "custom"
+    custom.mkdir()
+    shutil.copy(models / "wake/microwakeword/okay_nabu.tflite", custom / "my_word.tflite")
+    (custom / "my_word.json").write_text(
+        (models / "wake/microwakeword/okay_nabu.json").read_text().replace("okay_nabu.tflite", "my_word.tflite"))
+    config.wake.models = ["my_word"]
+    assert [d.word for d in wake_on(config, [0.5, piper_wav("Okay Nabu."), 0.5], tmp_path)] == ["my_word"]
+    (custom / "my_word.tflite").write_bytes(b"not a flatbuffer")
+    with pytest.raises(WakeModelError, match="my_word.tflite cannot be loaded"):
+        create_wake_detector(config)
+    (custom / "my_word.tflite").unlink()
+    with pytest.raises(WakeModelError, match="my_word.tflite not found"):
+        create_wake_detector(config)
+
+
+def true_bounds(samples, offset_s):
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > 500)
+    return offset_s + loud[0] / 16000, offset_s + loud[-1] / 16000
+
+
+def endpoint(config, parts, tmp_path):
+    wav = concat_wav(tmp_path / "utt.wav", parts)
+    endpointer = create_endpointer(config, create_voice_activity(config))
+    events, decided = [], {}
+
+    async def run():
+        first = True
+        async for frame in WavSource(wav).frames():
+            if first:
+                endpointer.begin(frame)
+                first = False
+            for event in endpointer.process(frame):
+                events.append(event)
+                decided[type(event)] = frame.audio_s + frame.duration_s
+
+    asyncio.run(run())
+    return events, decided, endpointer
+
+
+@pytest.mark.parametrize("engine", ["webrtc", "silero"])
+def test_speech_start_and_end_within_tolerance(config, tmp_path, engine):
+    config = dataclasses.replace(config, vad=dataclasses.replace(config.vad, engine=engine))
+    clip = piper_wav("Turn on the kitchen lights please.")
+    start, end = true_bounds(read_audio(clip), 1.0)
+    events, decided, endpointer = endpoint(config, [1.0, clip, 1.5], tmp_path)
+    started = [e for e in events if isinstance(e, SpeechStarted)]
+    ended = [e for e in events if isinstance(e, SpeechEnded)]
+    assert len(started) == 1 and len(ended) == 1
+    assert abs(started[0].audio_s - start) < 0.12
+    assert abs(ended[0].audio_s - end) < 0.12
+    assert decided[SpeechEnded] - end <= config.vad.silence_ms / 1000 + 0.06 + 0.04  # + one frame, + VAD hangover
+    assert len(endpointer.preroll()) >= (config.vad.min_speech_ms / 1000) * 16000  # first syllable kept for STT
+
+
+def test_no_speech_timeout_and_max_length(config, tmp_path):
+    events, _, _ = endpoint(config, [config.vad.no_speech_timeout_s + 0.5], tmp_path)
+    assert [type(e) for e in events] == [NoSpeech]
+    config.vad.max_utterance_s = 1.0
+    events, _, _ = endpoint(config, [0.3, piper_wav("Tell me a long story about a dragon and a knight."), 1.0], tmp_path)
+    ends = [e for e in events if isinstance(e, SpeechEnded)]
+    assert ends and ends[0].reason == "max_length"
+
+
+def test_listen_cli_prints_wake_and_speech_times(tmp_path):
+    wav = concat_wav(tmp_path / "in.wav", [0.5, piper_wav("Okay Nabu."), 0.3, piper_wav("What time is it?"), 1.0])
+    result = subprocess.run([sys.executable, "-m", "edgeagent", "listen", "--input", str(wav), "--json"],
+                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["event"] for e in events] == ["wake", "speech_start", "speech_end"], result.stderr[-1500:]
+    assert events[0]["word"] == "okay_nabu" and events[1]["time_s"] < events[2]["time_s"]
