@@ -12,7 +12,7 @@ APT_PACKAGES := python3-venv python3-dev build-essential cmake pkg-config portau
                 systemd openssl
 PYTEST_ARGS ?= -q
 
-.PHONY: install apt venv models test run bench doctor clean distclean
+.PHONY: install apt venv models test run bench doctor clean distclean install-service uninstall-service
 
 install: apt venv models ## apt packages, .venv with every extra, models from packages
 
@@ -60,3 +60,9 @@ clean:
 distclean: clean
 	rm -rf $(VENV) .stamp-apt
 	find models -mindepth 1 -maxdepth 1 ! -name manifest.toml ! -name README.md -exec rm -rf {} +
+
+install-service: ## as root on a device: /opt/edgeagent, user, unit enabled (DESTDIR=... for a scratch root)
+	$(SUDO) DESTDIR=$(DESTDIR) systemd/install.sh install
+
+uninstall-service: ## removes the service and /opt/edgeagent; keeps config and state
+	$(SUDO) DESTDIR=$(DESTDIR) systemd/install.sh uninstall
