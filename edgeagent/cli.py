@@ -14,7 +14,8 @@ import pkgutil
 import sys
 
 from edgeagent import __version__, commands
-from edgeagent.config import ConfigError, load_config
+from edgeagent.config import ConfigError, load_config, secret_values
+from edgeagent.logsetup import redact_secrets, setup_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,11 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return int(args.handler(args) or 0)
     except ConfigError as exc:
@@ -49,5 +46,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def config_from_args(args: argparse.Namespace):
-    """The config for a command: ``--config`` file (or $EDGEAGENT_CONFIG) plus environment."""
-    return load_config(getattr(args, "config", None))
+    """The config for a command: ``--config`` file (or $EDGEAGENT_CONFIG) plus environment.
+    From here on no log line can carry one of its secrets."""
+    config = load_config(getattr(args, "config", None))
+    redact_secrets(secret_values(config))
+    return config

@@ -20,6 +20,7 @@ from typing import Any
 from edgeagent.config import Config, load_config, secret_values
 from edgeagent.fleet.control import CommandFailed
 from edgeagent.fleet.link import FleetLink
+from edgeagent.logsetup import RedactSecrets
 from edgeagent.fleet.remote_config import ConfigChange
 
 log = logging.getLogger("edgeagent.fleet.device")
@@ -88,20 +89,6 @@ class StandaloneDevice:
         self._changed()
 
 
-class _RedactSecrets(logging.Filter):
-    def __init__(self, secrets: list[str]):
-        super().__init__()
-        self._secrets = [s for s in secrets if s]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if any(s in message for s in self._secrets):
-            for s in self._secrets:
-                message = message.replace(s, "***")
-            record.msg, record.args = message, ()
-        return True
-
-
 async def run_device(config: Config) -> bool:
     """Run until SIGTERM/SIGINT (False) or a ``restart`` command (True)."""
     device = StandaloneDevice(config)
@@ -129,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
-        handler.addFilter(_RedactSecrets(secret_values(config)))
+        handler.addFilter(RedactSecrets(secret_values(config)))
     if asyncio.run(run_device(config)):
         log.info("restarting on request")
         os.execv(sys.executable, [sys.executable, "-m", "edgeagent.fleet.device", *(argv or sys.argv[1:])])
