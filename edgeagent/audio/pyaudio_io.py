@@ -86,8 +86,9 @@ def find_device(spec: str, direction: str) -> DeviceInfo:
 class PyAudioMicrophone:
     """Live frames from an input device, resampled to 16 kHz if the device cannot do it."""
 
-    def __init__(self, device: str = "", frame_ms: int = 20, queue_frames: int = 200):
+    def __init__(self, device: str = "", frame_ms: int = 20, queue_frames: int = 200, stall_s: float = 2.0):
         self.frame_ms = frame_ms
+        self.stall_s = stall_s  # no audio for this long means the device is gone (unplugged)
         self.device = find_device(device, "input")
         self._queue: asyncio.Queue[np.ndarray | None] = asyncio.Queue(queue_frames)
         self._pa = None
@@ -138,7 +139,10 @@ class PyAudioMicrophone:
         pending = np.zeros(0, dtype=np.int16)
         index = 0
         while True:
-            chunk = await self._queue.get()
+            try:
+                chunk = await asyncio.wait_for(self._queue.get(), self.stall_s)
+            except TimeoutError:
+                raise AudioError(f"no audio from {self.device.name!r} for {self.stall_s:.0f} s") from None
             if chunk is None:
                 return
             pending = np.concatenate([pending, chunk])
