@@ -1,0 +1,105 @@
+"""Always-on cost of the listening stage (wake word + VAD + endpointer), and wake accuracy.
+
+Prints CPU seconds per audio second (real-time factor) for each VAD engine, the process RSS,
+and per-model detections on generated positives/negatives.  Usage: python benchmarks/bench_listen.py
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from edgeagent.audio.frames import Frame  # noqa: E402
+from edgeagent.audio.wav import read_audio, split_frames  # noqa: E402
+from edgeagent.config import load_config  # noqa: E402
+from edgeagent.vad import create_endpointer, create_voice_activity  # noqa: E402
+from edgeagent.wake import create_wake_detector  # noqa: E402
+from tests.speech import espeak_wav, piper_wav  # noqa: E402
+
+PHRASES = {"okay_nabu": "Okay Nabu", "hey_jarvis": "Hey Jarvis", "alexa": "Alexa", "hey_mycroft": "Hey Mycroft"}
+NEGATIVE_TEXT = ["What is the weather like today?", "Turn on the kitchen lights please.", "Okay, now I am busy.",
+                 "Play some jazz music in the living room.", "How long will it take to drive to work?",
+                 "My neighbour Jarvis said hello.", "Set a timer for ten minutes.", "Alex and Sasha went home."]
+VOICES = [("piper", lambda t: piper_wav(t)), ("piper-slow", lambda t: piper_wav(t, 1.2)),
+          ("espeak-us", lambda t: espeak_wav(t)), ("espeak-gb", lambda t: espeak_wav(t, "en-gb")),
+          ("espeak-f", lambda t: espeak_wav(t, "en-us+f3", 140)), ("espeak-fast", lambda t: espeak_wav(t, "en-us", 200))]
+
+
+def frames_of(audio: np.ndarray):
+    return [Frame(f, i, i * 0.02, 0.0) for i, f in enumerate(split_frames(audio, 20))]
+
+
+def always_on_rtf(config, audio: np.ndarray) -> float:
+    """Wake word and VAD on every frame (the VAD really runs only while listening or speaking:
+    this is the worst case)."""
+    wake = create_wake_detector(config)
+    activity = create_voice_activity(config)
+    frames = frames_of(audio)
+    started = time.process_time()
+    for frame in frames:
+        wake.process(frame)
+        activity.speech_probability(frame)
+    return (time.process_time() - started) / (len(audio) / 16000)
+
+
+RSS_PROBE = """
+import sys, numpy as np, psutil
+sys.path.insert(0, sys.argv[1])
+from edgeagent.config import load_config
+from edgeagent.audio.frames import Frame
+from edgeagent.vad import create_endpointer, create_voice_activity
+from edgeagent.wake import create_wake_detector
+config = load_config(None, env={}); config.vad.engine = sys.argv[2]
+wake = create_wake_detector(config); endpointer = create_endpointer(config, create_voice_activity(config))
+silence = np.zeros(320, np.int16)
+for i in range(500):
+    frame = Frame(silence, i, i * 0.02, 0.0); wake.process(frame); endpointer.process(frame)
+print(psutil.Process().memory_info().rss / 2**20)
+"""
+
+
+def stage_rss_mib(engine: str) -> float:
+    """RSS of a fresh process holding only the listening stage (what the always-on part costs)."""
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", RSS_PROBE, str(Path(__file__).resolve().parent.parent), engine],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def detections(config, audio: np.ndarray) -> int:
+    wake = create_wake_detector(config)
+    return sum(len(wake.process(f)) for f in frames_of(audio))
+
+
+def main() -> int:
+    config = load_config(None, env={})
+    rng = np.random.default_rng(1234)
+    negatives = np.concatenate([np.concatenate([read_audio(make(t)), np.zeros(8000, np.int16)])
+                                for t in NEGATIVE_TEXT for _, make in VOICES]
+                               + [(rng.normal(0, 1500, 16000 * 60)).astype(np.int16), np.zeros(16000 * 60, np.int16)])
+    hours = len(negatives) / 16000 / 3600
+    print(f"listening stage, 20 ms frames, {len(negatives) / 16000:.0f} s of negative audio")
+    for engine in ("webrtc", "silero"):
+        config.vad.engine = engine
+        print(f"  always-on wake + VAD ({engine}): RTF {always_on_rtf(config, negatives):.4f} "
+              f"(CPU s per audio s; target <= 0.02)")
+        print(f"  RSS of a process with only wake + VAD ({engine}) loaded: {stage_rss_mib(engine):.0f} MiB (target <= 120)")
+    config.vad.engine = "webrtc"
+    print(f"{'model':12} {'positives':>10} {'FRR':>6} {'false accepts/h':>16}")
+    for model, phrase in PHRASES.items():
+        config.wake.models = [model]
+        fired = sum(detections(config, np.concatenate([np.zeros(8000, np.int16), read_audio(make(phrase)),
+                                                       np.zeros(8000, np.int16)])) > 0 for _, make in VOICES)
+        false = detections(config, negatives)
+        print(f"{model:12} {fired:>5}/{len(VOICES):<4} {1 - fired / len(VOICES):6.2f} {false / hours:16.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
