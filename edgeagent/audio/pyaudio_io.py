@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ctypes
+import ctypes.util
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -35,7 +38,36 @@ def _pyaudio():
         import pyaudio
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise AudioError("pyaudio is not installed: `make install` (needs apt portaudio19-dev)") from exc
+    _quiet_native_audio_logs()
     return pyaudio
+
+
+_ALSA_ERROR_HANDLER = None
+_JACK_HANDLER = None
+
+
+def _quiet_native_audio_logs() -> None:
+    """PortAudio's device probe makes ALSA and JACK print dozens of lines to stderr on every
+    start (unused PCMs, no JACK server); our own errors say what matters, so silence theirs."""
+    global _ALSA_ERROR_HANDLER
+    os.environ.setdefault("JACK_NO_START_SERVER", "1")
+    if _ALSA_ERROR_HANDLER is not None:
+        return
+    try:
+        asound = ctypes.CDLL(ctypes.util.find_library("asound") or "libasound.so.2")
+    except OSError:
+        return
+    handler_type = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p)
+    _ALSA_ERROR_HANDLER = handler_type(lambda *args: None)  # kept referenced: ALSA holds the pointer
+    asound.snd_lib_error_set_handler(_ALSA_ERROR_HANDLER)
+    try:
+        jack = ctypes.CDLL("libjack.so.0")
+    except OSError:
+        return
+    global _JACK_HANDLER
+    _JACK_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_char_p)(lambda message: None)
+    jack.jack_set_error_function(_JACK_HANDLER)
+    jack.jack_set_info_function(_JACK_HANDLER)
 
 
 def list_devices() -> list[DeviceInfo]:
