@@ -38,7 +38,7 @@ from edgeagent.trace import TurnTrace, ms_between
 log = logging.getLogger("edgeagent.agent")
 
 APOLOGY = "Sorry, something went wrong. Please try again."
-SPECULATE_AFTER_MS = 200  # trailing silence after which STT starts its final decode early
+SPECULATE_AFTER_MS = 160  # trailing silence after which STT starts its final decode early
 
 
 class Transcriber(Protocol):

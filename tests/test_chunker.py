@@ -15,7 +15,7 @@ def chunks_of(text: str, token_size: int = 3) -> list[str]:
     ("Hello there. How are you?", ["Hello there.", "How are you?"]),
     ("Pi is 3.14 and e is 2.72. Nice!", ["Pi is 3.14 and e is 2.72.", "Nice!"]),
     ("Dr. Smith met Mr. Jones in the U.S. today. Then left.", ["Dr. Smith met Mr. Jones in the U.S. today.", "Then left."]),
-    ("Fruits, e.g. apples, are good. Yes.", ["Fruits, e.g. apples, are good.", "Yes."]),
+    ("Fruits, e.g. apples, are good. Yes.", ["Fruits, e.g. apples,", "are good.", "Yes."]),  # early first chunk
     ("It costs 1,000 dollars. Ok", ["It costs 1,000 dollars.", "Ok"]),
     ("J. R. R. Tolkien wrote it. Great.", ["J. R. R. Tolkien wrote it.", "Great."]),
     ("**Bold** and *italic* and `code`. Done.", ["Bold and italic and code.", "Done."]),
@@ -28,6 +28,11 @@ def chunks_of(text: str, token_size: int = 3) -> list[str]:
 ])
 def test_chunk_table(text, expected):
     assert chunks_of(text) == expected
+
+
+def test_only_the_first_chunk_is_cut_at_a_short_clause():
+    assert chunks_of("Sure thing, friend, here it is, as you asked, right now.") == \
+        ["Sure thing,", "friend, here it is, as you asked,", "right now."]
 
 
 def test_first_chunk_comes_before_the_reply_ends():

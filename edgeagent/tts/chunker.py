@@ -45,8 +45,10 @@ def _is_emoji(char: str) -> bool:
 
 
 class SentenceChunker:
-    def __init__(self, min_clause_chars: int = 40):
+    def __init__(self, min_clause_chars: int = 40, first_min_clause_chars: int = 16):
         self.min_clause_chars = min_clause_chars
+        self.first_min_clause_chars = first_min_clause_chars  # the first chunk sets time to first audio
+        self._emitted = False
         self._buffer = ""
 
     def push(self, token: str) -> list[str]:
@@ -57,6 +59,7 @@ class SentenceChunker:
             chunk, self._buffer = self._buffer[:cut], self._buffer[cut:]
             if spoken := speakable(chunk):
                 chunks.append(spoken)
+                self._emitted = True
         return chunks
 
     def flush(self) -> list[str]:
@@ -69,9 +72,10 @@ class SentenceChunker:
         for match in SENTENCE_END.finditer(self._buffer):
             if not self._is_false_end(match.start()):
                 return match.end()
-        if len(speakable(self._buffer)) >= self.min_clause_chars:
+        minimum = self.min_clause_chars if self._emitted else self.first_min_clause_chars
+        if len(speakable(self._buffer)) >= minimum:
             for match in CLAUSE_END.finditer(self._buffer):
-                if match.start() >= self.min_clause_chars // 2 and not self._inside_number(match.start()):
+                if match.start() >= minimum // 2 and not self._inside_number(match.start()):
                     return match.end()
         return None
 
