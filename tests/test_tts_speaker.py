@@ -96,3 +96,39 @@ def test_empty_chunks_are_skipped_and_an_empty_reply_plays_nothing(tmp_path):
     finished = asyncio.run(Speaker(synthesizer("espeak"), sink, realtime=False).speak(_chunks(["", "  "])))
     asyncio.run(sink.close())
     assert finished.played_ms == 0 and finished.played_text == "" and not finished.cancelled
+
+
+def test_cancel_while_synthesis_is_still_running_stops_everything(tmp_path):
+    voice = StampedVoice(synthesizer("piper"))
+    sink = TimedWavSink(tmp_path / "out.wav", voice.sample_rate)
+    speaker = Speaker(voice, sink, realtime=True)
+
+    async def scenario():
+        task = asyncio.create_task(speaker.speak(_chunks(REPLY)))
+        while speaker.times.first_audio_t is None:
+            await asyncio.sleep(0.001)
+        speaker.cancel()
+        finished = await asyncio.wait_for(task, 2.0)
+        await asyncio.sleep(1.5)  # no later sentence may reach the sink
+        return finished
+
+    finished = asyncio.run(scenario())
+    asyncio.run(sink.close())
+    assert finished.cancelled and finished.played_text == ""
+    assert len(voice.block_times) < 3  # the rest of the reply was never synthesized
+    assert len(sink.audio()) <= 3 * int(0.02 * voice.sample_rate)
+
+
+def test_a_failing_engine_raises_from_speak(tmp_path):
+    from edgeagent.tts.base import TtsError
+
+    class Broken:
+        name, sample_rate = "broken", 22050
+
+        def synthesize(self, text):
+            raise TtsError("voice exploded")
+            yield
+
+    sink = TimedWavSink(tmp_path / "out.wav", 22050)
+    with pytest.raises(TtsError, match="voice exploded"):
+        asyncio.run(Speaker(Broken(), sink, realtime=False).say("hello"))

@@ -32,3 +32,27 @@ class TimedWavSink(WavSink):
 
     def audio(self) -> np.ndarray:
         return np.concatenate([w for _, w in self.writes]) if self.writes else np.zeros(0, np.int16)
+
+
+class WebrtcActivity:
+    """WebRTC VAD as a VoiceActivity, used only until the listen stage's
+    ``edgeagent.vad.create_voice_activity`` is merged (then that one is used)."""
+
+    def __init__(self, aggressiveness: int = 2):
+        import webrtcvad
+
+        self._vad = webrtcvad.Vad(aggressiveness)
+
+    def speech_probability(self, frame) -> float:
+        return 1.0 if self._vad.is_speech(frame.to_bytes(), 16000) else 0.0
+
+    def reset(self) -> None:
+        pass
+
+
+def voice_activity(config):
+    try:
+        from edgeagent.vad import create_voice_activity  # type: ignore[attr-defined]
+    except ImportError:
+        return WebrtcActivity(config.vad.aggressiveness)
+    return create_voice_activity(config)

@@ -87,8 +87,8 @@ class Speaker:
             if not synth.done():
                 synth.cancel()
             await asyncio.gather(synth, return_exceptions=True)
-        if synth.exception() is not None and not self._cancelled.is_set():
-            raise synth.exception()  # type: ignore[misc]
+        if not synth.cancelled() and synth.exception() is not None and not self._cancelled.is_set():
+            raise synth.exception()  # type: ignore[misc]  # e.g. TtsError from the engine
         return self._finished()
 
     async def say(self, text: str) -> PlaybackFinished:
