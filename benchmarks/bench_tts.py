@@ -96,7 +96,7 @@ def _mic_signal(voice, user_at_s: float):
     mic = np.concatenate([np.zeros(640), reply.astype(np.float32) * 0.4])
     start = int(user_at_s * 16000)
     mic[start : start + len(user)] += user[: len(mic) - start]
-    onset = start + int(np.argmax(np.abs(user) > 1000))  # first clearly audible sample
+    onset = start + int(np.argmax(np.abs(user) > 300))  # the user's first audible sample (-40 dBFS)
     return reply, np.clip(mic, -32768, 32767).astype(np.int16), onset / 16000
 
 
