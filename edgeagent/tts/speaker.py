@@ -74,6 +74,7 @@ class Speaker:
         self._stop = threading.Event()
         self._cancelled = asyncio.Event()
         self._synth_done = asyncio.Event()
+        self._fade: asyncio.Task | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -87,6 +88,8 @@ class Speaker:
             if not synth.done():
                 synth.cancel()
             await asyncio.gather(synth, return_exceptions=True)
+            if self._fade is not None:
+                await self._fade  # the sink may be closed right after we return
         if not synth.cancelled() and synth.exception() is not None and not self._cancelled.is_set():
             raise synth.exception()  # type: ignore[misc]  # e.g. TtsError from the engine
         return self._finished()
@@ -117,7 +120,7 @@ class Speaker:
             self._frames.get_nowait()
         self._queued = 0
         if len(fade):
-            asyncio.get_running_loop().create_task(self.sink.write(fade))
+            self._fade = asyncio.get_running_loop().create_task(self.sink.write(fade))
         self.times.silent_t = self.clock()
 
     async def close(self) -> None:
