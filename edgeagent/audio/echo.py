@@ -16,6 +16,7 @@ import threading
 import numpy as np
 
 from edgeagent.audio.convert import StreamResampler
+from edgeagent.audio.fifo import drain_into
 from edgeagent.audio.frames import FRAME_RATE
 
 log = logging.getLogger(__name__)
@@ -44,18 +45,8 @@ class EchoReference:
     def take(self, count: int) -> np.ndarray:
         """The next ``count`` played samples, zero-padded when the speaker is (or went) silent."""
         out = np.zeros(count, dtype=np.int16)
-        filled = 0
         with self._lock:
-            while filled < count and self._blocks:
-                block = self._blocks[0]
-                n = min(count - filled, len(block))
-                out[filled : filled + n] = block[:n]
-                filled += n
-                self._size -= n
-                if n == len(block):
-                    self._blocks.popleft()
-                else:
-                    self._blocks[0] = block[n:]
+            self._size -= drain_into(self._blocks, out)
         return out
 
 
