@@ -9,6 +9,8 @@ be louder than the echo the played audio alone would explain.
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 
 from edgeagent.audio.echo import EchoReference, WebRtcEchoCanceller, create_echo_canceller
@@ -18,7 +20,16 @@ from edgeagent.vad import VoiceActivity
 from edgeagent.wake import WakeDetector
 
 DUCKED_THRESHOLD = 0.9
-DUCK_RATIO = 0.5  # without AEC the mic must carry at least half the level of what is being played
+# Without AEC: the echo path gain (mic level / played level) is learnt from the median of
+# recent frames (the user is silent most of the time); speech must be ~5 dB above the echo it predicts.
+DUCK_RATIO = 0.5  # assumed gain until enough frames were seen
+DUCK_MARGIN = 1.7
+GAIN_FRAMES = 100
+# AEC leaves a faint (~-60 dBFS) residue of our voice that a level-blind VAD still calls speech;
+# a user talking to the device is 20-30 dB louder.
+SPEECH_FLOOR_RMS = 100.0  # about -50 dBFS
+ECHO_TAIL_FRAMES = 8  # without AEC, duck against the loudest of the last ~160 ms played (echo lags)
+GAP_MS = 150  # pauses between syllables this short do not restart the speech count
 
 
 def _rms(samples: np.ndarray) -> float:
@@ -37,10 +48,13 @@ class BargeInDetector:
         self.min_speech_ms = min_speech_ms
         self.threshold = threshold if canceller else max(threshold, DUCKED_THRESHOLD)
         self.speech_ms = 0.0
+        self.gap_ms = 0.0
+        self._played_levels: collections.deque[float] = collections.deque(maxlen=ECHO_TAIL_FRAMES)
+        self._gains: collections.deque[float] = collections.deque(maxlen=GAIN_FRAMES)
 
     def start(self) -> None:
         """The agent starts speaking: arm the stop word, forget earlier speech."""
-        self.speech_ms = 0.0
+        self.speech_ms = self.gap_ms = 0.0
         if self.vad:
             self.vad.reset()
         if self.wake:
@@ -61,17 +75,28 @@ class BargeInDetector:
             return BargeIn(t=frame.t, source="stop_word")
         if self.vad is None:
             return None
-        speech = self.vad.speech_probability(clean) >= self.threshold
-        if speech and self.canceller is None:
-            speech = _rms(frame.samples) >= DUCK_RATIO * _rms(played) + 1.0
+        floor = SPEECH_FLOOR_RMS if self.canceller else SPEECH_FLOOR_RMS + self._expected_echo(frame, played)
+        speech = _rms(clean.samples) >= floor and self.vad.speech_probability(clean) >= self.threshold
         if not speech:
-            self.speech_ms = 0.0
+            self.gap_ms += 1000 * frame.duration_s
+            if self.gap_ms > GAP_MS:
+                self.speech_ms = 0.0
             return None
+        self.gap_ms = 0.0
         self.speech_ms += 1000 * frame.duration_s
         if self.speech_ms >= self.min_speech_ms:
             self.speech_ms = 0.0
             return BargeIn(t=frame.t, source="vad")
         return None
+
+
+    def _expected_echo(self, frame: Frame, played: np.ndarray) -> float:
+        self._played_levels.append(_rms(played))
+        loudest = max(self._played_levels)
+        if loudest > SPEECH_FLOOR_RMS:
+            self._gains.append(_rms(frame.samples) / loudest)
+        gain = float(np.percentile(self._gains, 50)) if len(self._gains) >= GAIN_FRAMES // 4 else DUCK_RATIO
+        return DUCK_MARGIN * gain * loudest
 
 
 def create_barge_in(config, reference: EchoReference, wake: WakeDetector | None = None,

@@ -61,7 +61,9 @@ def test_user_interruption_over_the_echo_triggers_barge_in(canceller):
     detector, reference = _detector(canceller)
     event = _run(detector, reference, reply, mic)
     assert event is not None and event.source == "vad"
-    assert USER_AT_S + 0.25 <= event.t <= USER_AT_S + 1.0
+    # with AEC the min speech duration counts only the user; ducking may let echo frames count too
+    earliest = USER_AT_S + 0.3 if canceller is not None else USER_AT_S
+    assert earliest <= event.t <= USER_AT_S + 1.2
 
 
 def test_the_agents_own_voice_alone_does_not_barge_in(canceller):
