@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edgeagent.audio.timeline import ClockedSink  # noqa: E402
 from edgeagent.audio.wav import WavSource  # noqa: E402
 from edgeagent.config import load_config  # noqa: E402
-from edgeagent.daemon import load_stages, wire  # noqa: E402
+from edgeagent.daemon import load_stages, wire, without_acoustic_echo  # noqa: E402
 from edgeagent.llm.conversation import Conversation  # noqa: E402
 from tests.speech import concat_wav, espeak_wav, piper_wav  # noqa: E402
 
@@ -55,7 +55,7 @@ def summarize(traces: list[dict]) -> dict:
 
 
 async def run_turns(turns: int, workdir: Path) -> list[dict]:
-    config = load_config(None, env={})
+    config = without_acoustic_echo(load_config(None, env={}))
     stages = load_stages(config)
     stages.router.local.max_tokens = 24
     traces = []
@@ -64,7 +64,7 @@ async def run_turns(turns: int, workdir: Path) -> list[dict]:
         voice = VOICES[index % len(VOICES)]
         user = concat_wav(workdir / f"turn{index}.wav", [0.4, piper_wav("Okay Nabu."), 0.3, voice(question), 0.3])
         turn_stages = dataclasses.replace(stages, conversation=Conversation(config.llm.system_prompt))
-        sink = ClockedSink(workdir / f"reply{index}.wav", config.audio.frame_ms, stages.synthesizer.sample_rate)
+        sink = ClockedSink(workdir / f"reply{index}.wav", config.audio.frame_ms)
         controller = wire(config, turn_stages, sink, [])
         await controller.run(WavSource(user, config.audio.frame_ms, realtime=True).frames())
         await sink.close()

@@ -56,9 +56,11 @@ class Transcriber(Protocol):
 
 
 class BargeInDetector(Protocol):
-    def process(self, mic: Frame, played: object | None) -> BargeIn | None: ...
+    def start(self) -> None: ...
 
-    def reset(self) -> None: ...
+    def process(self, mic: Frame) -> BargeIn | None: ...
+
+    def stop(self) -> None: ...
 
 
 class Responder(Protocol):
@@ -110,7 +112,7 @@ class TurnController:
         barge_in: BargeInDetector | None = None,
         publish_trace: Callable[[TurnTrace], None] = lambda trace: None,
         on_state: Callable[[StateChanged], None] = lambda change: None,
-        tick_speaker: Callable[[], object] | None = None,
+        tick_speaker: Callable[[], object] | None = None,  # plays one frame on a mic-clocked (file) sink
         silence_speaker: Callable[[], None] = lambda: None,
     ):
         self.config = config
@@ -208,7 +210,8 @@ class TurnController:
     # ------------------------------------------------------------ the frame loop
 
     def on_frame(self, frame: Frame) -> None:
-        played = self.tick_speaker() if self.tick_speaker else None
+        if self.tick_speaker:
+            self.tick_speaker()
         detections = self.wake.process(frame)  # always fed, so its streaming features stay continuous
         if self.state == AgentState.IDLE:
             if self._follow_up_pending:
@@ -221,7 +224,7 @@ class TurnController:
             return
         self.endpointer.process(frame)  # not listening: only keeps its pre-roll buffer current
         if self.state in (AgentState.THINKING, AgentState.SPEAKING):  # talking over a reply, even before it starts
-            self._watch_for_barge_in(frame, played, stop_word=bool(detections) and self.state == AgentState.SPEAKING)
+            self._watch_for_barge_in(frame, stop_word=bool(detections) and self.state == AgentState.SPEAKING)
 
     def _listen_frame(self, frame: Frame) -> None:
         turn = self.turn
@@ -250,10 +253,10 @@ class TurnController:
                 self._finish_turn_no_speech(turn)
                 return
 
-    def _watch_for_barge_in(self, frame: Frame, played: object | None, stop_word: bool) -> None:
+    def _watch_for_barge_in(self, frame: Frame, stop_word: bool) -> None:
         event = BargeIn(t=time.monotonic(), source="stop_word") if stop_word else None
         if event is None and self.barge_in is not None:
-            event = self.barge_in.process(frame, played)
+            event = self.barge_in.process(frame)
         if event is not None:
             self._barge_in(event, frame)
 
@@ -317,8 +320,6 @@ class TurnController:
             self._publish(turn)
         self.turn = None
         self._set_state(AgentState.IDLE, f"barge-in ({event.source})")
-        if self.barge_in:
-            self.barge_in.reset()
         # the user is already talking: listen now, including what they said while we detected it
         self._open_turn(None, follow_up=True, frame=frame,
                         lookback_ms=self.config.agent.barge_in_min_speech_ms + self.config.vad.preroll_ms)
@@ -359,6 +360,12 @@ class TurnController:
         change = StateChanged(t=time.monotonic(), old=self.state, new=new, reason=reason)
         self.state = new
         self.wake.set_speaking(new == AgentState.SPEAKING)
+        if self.barge_in is not None:
+            replying = (AgentState.THINKING, AgentState.SPEAKING)
+            if new in replying and change.old not in replying:
+                self.barge_in.start()  # listening for an interruption from the end of the user's turn
+            elif new not in replying and change.old in replying:
+                self.barge_in.stop()
         log.debug("state %s -> %s (%s)", change.old.value, new.value, reason)
         self.on_state(change)
 

@@ -8,6 +8,7 @@ so tests, benchmarks and the CLI all drive exactly the daemon's own wiring.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -20,7 +21,8 @@ from edgeagent.audio.timeline import ClockedSink
 from edgeagent.audio.wav import WavSource
 from edgeagent.audio.pyaudio_io import PyAudioMicrophone, PyAudioSpeaker
 from edgeagent.audio.resilient import ResilientSource
-from edgeagent.bargein import VadBargeIn
+from edgeagent.audio.echo import EchoReference, EchoTap
+from edgeagent.bargein import create_barge_in
 from edgeagent.fleet.link import FleetLink
 from edgeagent.service import notify, watchdog_loop
 from edgeagent.voice_device import VoiceDevice
@@ -34,8 +36,9 @@ from edgeagent.modelstore import model_path
 from edgeagent.responder import VoiceResponder
 from edgeagent.stt import create_recognizer
 from edgeagent.stt.streaming import UtteranceTranscriber
-from edgeagent.tts import create_synthesizer
-from edgeagent.tts.player import ReplyPlayer
+from edgeagent.tts.factory import create_synthesizer
+from edgeagent.tts.output import open_output
+from edgeagent.tts.speaker import Speaker
 from edgeagent.vad import create_endpointer, create_voice_activity
 from edgeagent.wake import create_wake_detector
 from edgeagent.telemetry import JsonlTraceSink, LogTraceSink, TraceFanout, TraceSink
@@ -54,7 +57,6 @@ class Stages:
     router: LlmRouter
     conversation: Conversation
     synthesizer: object
-    barge_in: VadBargeIn | None
 
     def close(self) -> None:
         self.transcriber.close()
@@ -75,10 +77,6 @@ def build_router(config: Config) -> LlmRouter:
 
 
 def load_stages(config: Config) -> Stages:
-    barge_in = None
-    if config.agent.barge_in_vad:
-        barge_in = VadBargeIn(create_voice_activity(config), config.agent.barge_in_min_speech_ms,
-                              config.audio.frame_ms, config.vad.threshold)
     return Stages(
         wake=create_wake_detector(config),
         endpointer=create_endpointer(config, create_voice_activity(config)),
@@ -86,7 +84,6 @@ def load_stages(config: Config) -> Stages:
         router=build_router(config),
         conversation=Conversation(config.llm.system_prompt, config.llm.history_turns),
         synthesizer=create_synthesizer(config),
-        barge_in=barge_in,
     )
 
 
@@ -94,20 +91,21 @@ def wire(config: Config, stages: Stages, sink, trace_sinks: list[TraceSink],
          on_state: Callable[[StateChanged], None] = lambda change: None) -> TurnController:
     """The turn controller over loaded stages, speaking into ``sink``."""
     telemetry = TraceFanout(trace_sinks)
-    player = ReplyPlayer(stages.synthesizer, sink, volume=config.audio.volume)
-    responder = VoiceResponder(stages.router, stages.conversation, player)
+    reference = EchoReference(sink.sample_rate)  # what the speaker played: the barge-in echo reference
+    speaker = Speaker(stages.synthesizer, EchoTap(sink, reference), frame_ms=config.audio.frame_ms,
+                      volume=config.audio.volume)
+    responder = VoiceResponder(stages.router, stages.conversation, speaker, device=sink)
     controller = TurnController(
         config,
         wake=stages.wake,
         endpointer=stages.endpointer,
         transcriber=stages.transcriber,
         responder=responder,
-        barge_in=stages.barge_in,
+        barge_in=create_barge_in(config, reference) if config.agent.barge_in_vad else None,
         publish_trace=telemetry.publish_trace,
         on_state=lambda change: (log_state(change), on_state(change)),
-        # a file sink is ticked by the mic clock; a device plays on its own and reports its last block
-        tick_speaker=getattr(sink, "tick", None) or (lambda: sink.last_played),
-        silence_speaker=sink.clear,
+        tick_speaker=getattr(sink, "tick", None),  # a file sink is clocked by the mic; a device by itself
+        silence_speaker=speaker.cancel,
     )
     responder.on_first_audio = controller.speaking_started
     controller.telemetry = telemetry
@@ -122,12 +120,19 @@ def default_trace_sinks(config: Config, extra_jsonl: Path | None = None) -> list
     return sinks
 
 
+def without_acoustic_echo(config: Config) -> Config:
+    """File input never hears the file output: there is no echo to cancel (and AEC run against a
+    reference that never reaches the mic suppresses the user's own voice by ~16 dB)."""
+    return dataclasses.replace(config, agent=dataclasses.replace(config.agent, echo_cancel=False))
+
+
 async def converse_file(config: Config, input_wav: Path, output_wav: Path, realtime: bool = True,
                         traces_path: Path | None = None) -> list[TurnTrace]:
     """Run the real pipeline on a WAV and write the agent's voice time-aligned with it."""
+    config = without_acoustic_echo(config)
     source = WavSource(input_wav, frame_ms=config.audio.frame_ms, realtime=realtime)
     stages = await asyncio.to_thread(load_stages, config)
-    sink = ClockedSink(output_wav, frame_ms=config.audio.frame_ms, input_rate=stages.synthesizer.sample_rate)
+    sink = ClockedSink(output_wav, frame_ms=config.audio.frame_ms)
     controller = wire(config, stages, sink, default_trace_sinks(config, traces_path))
     probes = asyncio.create_task(stages.router.probe_forever())
     try:
@@ -150,8 +155,9 @@ async def run_daemon(config: Config, input_wav: Path | None = None, output_wav: 
     notify("STATUS=loading models")
     stages = await asyncio.to_thread(load_stages, config)
     if input_wav is not None:
+        config = without_acoustic_echo(config)
         source = WavSource(input_wav, frame_ms=config.audio.frame_ms, realtime=True)
-        sink = ClockedSink(output_wav or Path(os.devnull), config.audio.frame_ms, stages.synthesizer.sample_rate)
+        sink = ClockedSink(output_wav or Path(os.devnull), config.audio.frame_ms)
     else:
         def audio_status(status: str) -> None:
             notify(f"STATUS={status}")
@@ -161,7 +167,7 @@ async def run_daemon(config: Config, input_wav: Path | None = None, output_wav: 
         source = ResilientSource(lambda: PyAudioMicrophone(config.audio.input_device, config.audio.frame_ms),
                                  on_status=audio_status, frame_ms=config.audio.frame_ms)
         await source.open()  # READY only once the microphone is really open
-        sink = PyAudioSpeaker(config.audio.output_device, config.audio.output_rate, stages.synthesizer.sample_rate)
+        sink = open_output(config)
     sinks = default_trace_sinks(config) + ([link] if link else [])
 
     def state_changed(change: StateChanged) -> None:

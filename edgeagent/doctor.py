@@ -160,8 +160,23 @@ def check_fleet_spool(config: Config) -> Iterable[Check]:
         yield Check("fleet", "telemetry spool", "ok", detail)
 
 
+def check_speech_output(config: Config) -> Iterable[Check]:
+    """The configured voice exists (without loading it), and whether barge-in has echo cancellation."""
+    from edgeagent.tts.factory import piper_voice_path
+
+    if config.tts.engine == "piper":
+        voice = piper_voice_path(config)
+        missing = [str(p) for p in (voice, voice.with_name(voice.name + ".json")) if not p.is_file()]
+        yield Check("tts", "piper voice", "fail" if missing else "ok",
+                    f"missing {', '.join(missing)} (set tts.voice or `edgeagent models install`)" if missing else str(voice))
+    aec = importlib.util.find_spec("aec_audio_processing") is not None
+    yield Check("tts", "echo cancellation", "ok" if aec or not config.agent.echo_cancel else "warn",
+                "WebRTC AEC for barge-in" if aec else "aec-audio-processing missing: barge-in ducks instead "
+                "(pip install 'edgeagent[aec]')")
+
+
 CHECKS: list[CheckFn] = [check_packages, check_tflite_runtime, check_binaries, check_audio, check_models,
-                         check_broker, check_llm_endpoint, check_fleet_spool]
+                         check_broker, check_llm_endpoint, check_fleet_spool, check_speech_output]
 
 
 def run_checks(config: Config, checks: Iterable[CheckFn] = CHECKS) -> list[Check]:

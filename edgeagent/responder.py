@@ -14,33 +14,42 @@ from edgeagent.llm.conversation import Conversation
 from edgeagent.llm.router import LlmRouter, RouteResult
 from edgeagent.trace import TurnTrace, ms_between
 from edgeagent.tts.chunker import SentenceChunker
-from edgeagent.tts.player import ReplyPlayer
+from edgeagent.tts.speaker import Speaker
 
 
 class VoiceResponder:
-    def __init__(self, router: LlmRouter, conversation: Conversation, player: ReplyPlayer,
+    """``device`` is the sink that really plays (it reports when the first sample is heard);
+    the speaker may write to it through a tap that records the echo reference."""
+
+    def __init__(self, router: LlmRouter, conversation: Conversation, speaker: Speaker, device,
                  on_first_audio: Callable[[], None] = lambda: None):
         self.router = router
         self.conversation = conversation
-        self.player = player
+        self.speaker = speaker
+        self.device = device
         self.on_first_audio = on_first_audio
 
     async def respond(self, text: str, trace: TurnTrace, marks) -> PlaybackFinished:
         route = RouteResult()
         reply: list[str] = []
-        tokens = self.router.stream(self.conversation.messages_for(text), route)
+        chunks = self._chunks(self.router.stream(self.conversation.messages_for(text), route), reply)
         heard: PlaybackFinished | None = None
         try:
-            heard = await self.player.play(self._chunks(tokens, reply), self._first_audio(marks))
+            heard = await self._speak(chunks, marks)
             return heard
-        finally:  # also on barge-in (cancel) and errors: remember what the user actually heard
-            heard = heard or self.player.heard(cancelled=True)
+        finally:  # also on barge-in and errors: close the LLM stream, remember what was heard
+            await chunks.aclose()
+            heard = heard or self.speaker.heard()
             self.conversation.record(text, heard.played_text, interrupted=heard.cancelled)
             self._fill(trace, marks, route, "".join(reply), heard)
 
     async def say(self, text: str, marks) -> PlaybackFinished:
         """Speak fixed text (apology, remote `say`) without the LLM."""
-        return await self.player.play(_one(text), self._first_audio(marks))
+        return await self._speak(_one(text), marks)
+
+    async def _speak(self, chunks: AsyncIterator[str], marks) -> PlaybackFinished:
+        self.device.on_first_play = self._first_audio(marks)
+        return await self.speaker.speak(chunks)
 
     async def _chunks(self, tokens: AsyncIterator[str], reply: list[str]) -> AsyncIterator[str]:
         chunker = SentenceChunker()
@@ -63,12 +72,13 @@ class VoiceResponder:
 
     def _fill(self, trace: TurnTrace, marks, route: RouteResult, reply: str, heard: PlaybackFinished) -> None:
         marks.llm_request, marks.llm_first_token = route.request_t, route.first_token_t
-        marks.tts_first_text, marks.tts_first_chunk = self.player.first_text_t, self.player.first_chunk_t
+        times = self.speaker.times
+        marks.tts_first_text, marks.tts_first_chunk = times.first_chunk_t, times.first_synth_t
         trace.llm_backend, trace.llm_backend_reason = route.backend, route.reason
         trace.llm_ttft_ms = ms_between(route.request_t, route.first_token_t)
         trace.llm_tokens = route.tokens
-        trace.chunk_wait_ms = ms_between(route.first_token_t, self.player.first_text_t)
-        trace.tts_first_chunk_ms = ms_between(self.player.first_text_t, self.player.first_chunk_t)
+        trace.chunk_wait_ms = ms_between(route.first_token_t, times.first_chunk_t)
+        trace.tts_first_chunk_ms = ms_between(times.first_chunk_t, times.first_synth_t)
         trace.speak_ms = heard.played_ms
         trace.reply = reply.strip()
         trace.heard_reply = heard.played_text

@@ -39,7 +39,7 @@ class VoiceDevice(StandaloneDevice):
     def _apply_audio(self) -> None:
         if self.controller is not None:
             self.controller.muted = self.muted
-            self.controller.responder.player.volume = self.volume
+            self.controller.responder.speaker.volume = self.volume
 
     def _changed(self) -> None:
         self._apply_audio()

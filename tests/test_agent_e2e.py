@@ -13,7 +13,7 @@ import pytest
 from edgeagent.audio.timeline import ClockedSink
 from edgeagent.audio.wav import WavSource, read_audio
 from edgeagent.config import load_config
-from edgeagent.daemon import load_stages, wire
+from edgeagent.daemon import load_stages, wire, without_acoustic_echo
 from edgeagent.llm.conversation import Conversation
 from edgeagent.llm.openai_client import OpenAiChat
 from edgeagent.telemetry import JsonlTraceSink
@@ -50,9 +50,10 @@ def fresh(stages, config):
 
 def converse(config, stages, user_wav, tmp_path, name="out"):
     out_wav, traces = tmp_path / f"{name}.wav", tmp_path / f"{name}.jsonl"
+    config = without_acoustic_echo(config)  # as `edgeagent converse` does: files have no echo path
 
     async def main():
-        sink = ClockedSink(out_wav, config.audio.frame_ms, input_rate=stages.synthesizer.sample_rate)
+        sink = ClockedSink(out_wav, config.audio.frame_ms)
         controller = wire(config, stages, sink, [JsonlTraceSink(traces, include_text=True)])
         await controller.run(WavSource(user_wav, config.audio.frame_ms).frames(), pace_replies=True)
         controller.telemetry.close()

@@ -21,6 +21,7 @@ import numpy as np
 
 from edgeagent.audio.base import AudioError
 from edgeagent.audio.convert import StreamResampler
+from edgeagent.audio.fifo import drain_into
 from edgeagent.audio.frames import FRAME_RATE, Frame, frame_samples
 
 
@@ -227,17 +228,8 @@ class PyAudioSpeaker:
 
     def _callback(self, _in, count, _info, _status):
         out = np.zeros(count, dtype=np.int16)
-        filled = 0
         with self._lock:
-            while filled < count and self._pending:
-                block = self._pending[0]
-                take = min(count - filled, len(block))
-                out[filled : filled + take] = block[:take]
-                filled += take
-                if take == len(block):
-                    self._pending.popleft()
-                else:
-                    self._pending[0] = block[take:]
+            filled = drain_into(self._pending, out)
             self.played_samples += filled
             self.last_played = out
             callback, loop = self.on_first_play, self._loop

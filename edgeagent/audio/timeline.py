@@ -25,7 +25,7 @@ FADE_SAMPLES = FRAME_RATE * 5 // 1000
 
 
 class ClockedSink:
-    def __init__(self, path: str | Path, frame_ms: int = 20, input_rate: int = 22050, max_queue_ms: int = 200):
+    def __init__(self, path: str | Path, frame_ms: int = 20, input_rate: int = FRAME_RATE, max_queue_ms: int = 200):
         self.sample_rate = FRAME_RATE  # the file matches the input so the two line up sample for sample
         self.input_rate = input_rate
         self._resampler = StreamResampler(input_rate, FRAME_RATE)

@@ -1,75 +1,53 @@
-"""``edgeagent say "text"``: speak (or write a WAV) and print the time to first audio."""
+"""``edgeagent say "text" [--output out.wav]``: speak text (or render it) and print time to first audio."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-import time
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("say", help="speak text with the configured voice (or write it to a WAV)")
-    parser.add_argument("text")
-    parser.add_argument("--output", help="write a WAV instead of playing on the speaker")
+    parser = sub.add_parser("say", help="speak text with the configured voice (or write it to a WAV file)")
+    parser.add_argument("text", help="what to say")
+    parser.add_argument("--output", "-o", help="WAV file to write instead of playing on the speaker")
+    parser.add_argument("--engine", choices=["piper", "espeak"], help="override tts.engine")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeagent.audio import AudioError
-    from edgeagent.audio.pyaudio_io import PyAudioSpeaker
-    from edgeagent.audio.wav import WavSink
+    import asyncio
+
+    from edgeagent.audio.base import AudioError
     from edgeagent.cli import config_from_args
-    from edgeagent.tts import TtsError, create_synthesizer
-    from edgeagent.tts.chunker import SentenceChunker
-    from edgeagent.tts.player import ReplyPlayer
+    from edgeagent.tts.base import TtsError
+    from edgeagent.tts.factory import create_synthesizer
+    from edgeagent.tts.output import open_output
+    from edgeagent.tts.speaker import Speaker
 
+    if not args.text.strip():
+        print("edgeagent say: nothing to say (empty text)", file=sys.stderr)
+        return 2
     config = config_from_args(args)
+    if args.engine:
+        config.tts.engine = args.engine
 
-    async def main() -> tuple[float, float]:
+    async def speak() -> None:
         synthesizer = create_synthesizer(config)
-        sink = WavSink(args.output, sample_rate=synthesizer.sample_rate) if args.output else \
-            PyAudioSpeaker(config.audio.output_device, config.audio.output_rate, synthesizer.sample_rate)
-        first: list[float] = []
-        started = time.monotonic()
-
-        async def chunks():
-            chunker = SentenceChunker()
-            for chunk in chunker.push(args.text) + chunker.flush():
-                yield chunk
-
-        player = ReplyPlayer(synthesizer, _FirstWrite(sink, first))
-        heard = await player.play(chunks())
-        await sink.close()
-        return (first[0] - started) * 1000, heard.played_ms
+        sink = open_output(config, args.output, file_rate=synthesizer.sample_rate)
+        speaker = Speaker(synthesizer, sink, frame_ms=config.audio.frame_ms, realtime=not args.output)
+        try:
+            finished = await speaker.say(args.text)
+        finally:
+            await sink.close()
+            await speaker.close()
+        times = speaker.times
+        ttfa = 1000 * (times.first_audio_t - times.first_chunk_t) if times.first_audio_t else float("nan")
+        where = args.output or "speaker"
+        print(f"{synthesizer.name}: first audio after {ttfa:.0f} ms; {finished.played_ms / 1000:.2f} s of audio -> {where}")
 
     try:
-        ttfa_ms, played_ms = asyncio.run(main())
-    except (AudioError, TtsError) as exc:
+        asyncio.run(speak())
+    except (TtsError, AudioError) as exc:
         print(f"edgeagent say: {exc}", file=sys.stderr)
         return 1
-    where = args.output or "the speaker"
-    print(f"time to first audio: {ttfa_ms:.0f} ms; {played_ms / 1000:.2f} s of speech to {where}")
     return 0
-
-
-class _FirstWrite:
-    """Wraps a sink to note when the first audio reaches it (a WAV file has no playback clock)."""
-
-    def __init__(self, sink, first: list[float]):
-        self._sink, self._first = sink, first
-        self.sample_rate = sink.sample_rate
-        self.on_first_play = None
-
-    @property
-    def played_samples(self) -> int:
-        return getattr(self._sink, "played_samples", getattr(self._sink, "samples_written", 0))
-
-    @property
-    def queued_samples(self) -> int:
-        return getattr(self._sink, "queued_samples", 0)
-
-    async def write(self, pcm) -> None:
-        if not self._first:
-            self._first.append(time.monotonic())
-        await self._sink.write(pcm)

@@ -1,0 +1,178 @@
+"""TTS and barge-in figures: text -> first audio frame, real-time factor, streaming vs whole
+utterance, and barge-in latency (user speech onset in the mic -> speaker silent).
+
+Plain script (``make bench``); about a minute on a 2-core x86 machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from edgeagent.audio.echo import EchoReference, create_echo_canceller  # noqa: E402
+from edgeagent.audio.frames import Frame, frame_samples  # noqa: E402
+from edgeagent.audio.wav import WavSink, read_audio  # noqa: E402
+from edgeagent.bargein import BargeInDetector  # noqa: E402
+from edgeagent.config import load_config  # noqa: E402
+from edgeagent.tts.factory import create_synthesizer  # noqa: E402
+from edgeagent.tts.speaker import Speaker  # noqa: E402
+
+FIRST_SENTENCES = ["Sure.", "Okay, here it is.", "It is sunny today.", "The timer is set.", "Good morning!"]
+THREE = ["The weather today is sunny and warm.", "Tomorrow brings some light rain in the afternoon.",
+         "Take an umbrella if you go out in the evening."]
+TMP = Path(tempfile.mkdtemp(prefix="bench_tts_"))
+
+
+def pct(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def report(name, values_ms, target=None):
+    extra = f"  (target P90 <= {target} ms)" if target else ""
+    print(f"{name:48s} P50 {pct(values_ms, 50):7.1f} ms  P90 {pct(values_ms, 90):7.1f} ms  n={len(values_ms)}{extra}")
+
+
+async def _chunks(texts):
+    for text in texts:
+        yield text
+
+
+async def first_audio_ms(voice, texts) -> float:
+    """Real-time playback; stop as soon as the first frame went out."""
+    sink = WavSink(TMP / "first.wav", sample_rate=voice.sample_rate)
+    speaker = Speaker(voice, sink, realtime=True)
+    task = asyncio.create_task(speaker.speak(_chunks(texts)))
+    while speaker.times.first_audio_t is None and not task.done():
+        await asyncio.sleep(0.001)
+    speaker.cancel()
+    await task
+    await sink.close()
+    await speaker.close()
+    return 1000 * (speaker.times.first_audio_t - speaker.times.first_chunk_t)
+
+
+def bench_first_audio(voice, rounds=4):
+    values = [asyncio.run(first_audio_ms(voice, [s])) for _ in range(rounds) for s in FIRST_SENTENCES]
+    report(f"{voice.name}: text -> first audio frame (short sentence)", values, 150)
+
+
+def bench_rtf(voice):
+    text = " ".join(THREE)
+    start = time.monotonic()
+    samples = sum(len(b) for b in voice.synthesize(text))
+    took = time.monotonic() - start
+    print(f"{voice.name}: real-time factor {took / (samples / voice.sample_rate):.3f} "
+          f"({took:.2f} s for {samples / voice.sample_rate:.2f} s of speech)")
+
+
+def bench_streaming_vs_whole(voice, rounds=3):
+    whole, streamed = [], []
+    for _ in range(rounds):
+        start = time.monotonic()
+        for sentence in THREE:  # the non-streaming way: synthesize the whole reply, then play
+            list(voice.synthesize(sentence))
+        whole.append(1000 * (time.monotonic() - start))
+        streamed.append(asyncio.run(first_audio_ms(voice, THREE)))
+    report(f"{voice.name}: 3-sentence reply, whole-utterance first audio", whole)
+    report(f"{voice.name}: 3-sentence reply, streaming first audio", streamed)
+
+
+# ---------------------------------------------------------------- barge-in
+
+def _mic_signal(voice, user_at_s: float):
+    """The agent's reply as echo (x0.4, 40 ms late) plus the user saying something at ``user_at_s``."""
+    reply = read_audio_from(voice, " ".join(THREE))
+    espeak = create_synthesizer(_config("espeak"))
+    user = read_audio_from(espeak, "stop, wait a moment please").astype(np.float32) * 0.7
+    mic = np.concatenate([np.zeros(640), reply.astype(np.float32) * 0.4])
+    start = int(user_at_s * 16000)
+    mic[start : start + len(user)] += user[: len(mic) - start]
+    frames = user[: len(user) // 320 * 320].reshape(-1, 320)
+    loud = np.sqrt((frames**2).mean(axis=1)) >= 300  # speech onset: the first 20 ms at -40 dBFS or more
+    onset = start + 320 * int(np.argmax(loud))
+    return reply, np.clip(mic, -32768, 32767).astype(np.int16), onset / 16000
+
+
+def read_audio_from(voice, text):
+    path = TMP / f"{voice.name}_{abs(hash(text))}.wav"
+    sink = WavSink(path, sample_rate=16000, input_rate=voice.sample_rate)
+    sink.write_now(np.concatenate(list(voice.synthesize(text))))
+    asyncio.run(sink.close())
+    return read_audio(path)
+
+
+def _config(engine="piper"):
+    config = load_config(env={})
+    config.tts.engine = engine
+    return config
+
+
+async def barge_in_once(voice, reply, mic, onset_s, min_speech_ms, canceller) -> float:
+    """Speaker playing in real time; mic frames arrive every 20 ms; BargeIn -> speaker.cancel()."""
+    from tests.tts_helpers import voice_activity
+
+    sink = WavSink(TMP / "barge.wav", sample_rate=voice.sample_rate)
+    speaker = Speaker(voice, sink, realtime=True)
+    reference = EchoReference(16000)
+    detector = BargeInDetector(reference, vad=voice_activity(_config()), canceller=canceller,
+                               min_speech_ms=min_speech_ms)
+    playing = asyncio.create_task(speaker.speak(_chunks(THREE)))
+    while speaker.times.first_audio_t is None:
+        await asyncio.sleep(0.001)
+    detector.start()
+    n = frame_samples(20)
+    t0 = time.monotonic()
+    for i in range(0, len(mic) - n + 1, n):
+        await asyncio.sleep(max(0.0, t0 + (i + n) / 16000 - time.monotonic()))  # a live mic's pace
+        reference.played(reply[i : i + n] if i < len(reply) else np.zeros(n, np.int16))
+        if detector.process(Frame(mic[i : i + n], i // n, i / 16000, time.monotonic())):
+            speaker.cancel()
+            break
+    await playing
+    await sink.close()
+    await speaker.close()
+    if speaker.times.silent_t is None:
+        return float("nan")
+    return 1000 * (speaker.times.silent_t - (t0 + onset_s))
+
+
+def bench_barge_in(voice, rounds=5):
+    """Onset -> silent; a detection before the onset (echo) or none at all is counted, not timed."""
+    signals = [_mic_signal(voice, 1.0 + 0.37 * k) for k in range(rounds)]
+    for name, min_speech in [("aec", 60), ("aec", 100), ("aec", 300), ("ducking", 300)]:
+        if name == "aec" and create_echo_canceller(True) is None:
+            print("barge-in with AEC: aec-audio-processing not installed, skipped")
+            continue
+        values = [asyncio.run(barge_in_once(voice, reply, mic, onset_s, min_speech,
+                                            create_echo_canceller(True) if name == "aec" else None))
+                  for reply, mic, onset_s in signals]
+        good = [v for v in values if v == v and v >= 0]
+        label = f"barge-in onset -> silent ({name}, min speech {min_speech} ms)"
+        if good:
+            report(label, good, 120)
+        print(f"{label:48s} missed {sum(v != v for v in values)}, fired before the user spoke "
+              f"{sum(v < 0 for v in values)} of {len(values)}")
+
+
+def main():
+    piper = create_synthesizer(_config("piper"))
+    espeak = create_synthesizer(_config("espeak"))
+    for voice in (piper, espeak):
+        bench_first_audio(voice)
+    for voice in (piper, espeak):
+        bench_rtf(voice)
+    bench_streaming_vs_whole(piper)
+    bench_barge_in(piper)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Acoustic echo cancellation: remove what our own speaker played from the microphone signal.
+
+The reference is what the speaker sink actually played (``EchoReference``, filled by
+``EchoTap``), resampled to 16 kHz.  Mic and reference both run in real time, so each mic frame
+takes the same number of reference samples from a FIFO; the canceller (WebRTC APM from
+``aec-audio-processing``, extra ``aec``) estimates the remaining acoustic delay itself.
+Without that package ``create_echo_canceller`` returns None and barge-in ducks its threshold.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+
+import numpy as np
+
+from edgeagent.audio.convert import StreamResampler
+from edgeagent.audio.fifo import drain_into
+from edgeagent.audio.frames import FRAME_RATE
+
+log = logging.getLogger(__name__)
+APM_BLOCK = FRAME_RATE // 100  # WebRTC APM works on 10 ms blocks
+MAX_REFERENCE_S = 2.0
+
+
+class EchoReference:
+    """A FIFO of the audio the speaker played (16 kHz int16), written by the playback side and
+    read by the listening side; thread-safe because PortAudio callbacks may write to it."""
+
+    def __init__(self, source_rate: int):
+        self._resampler = StreamResampler(source_rate, FRAME_RATE)
+        self._blocks: collections.deque[np.ndarray] = collections.deque()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def played(self, pcm: np.ndarray) -> None:
+        block = self._resampler.process(np.asarray(pcm, dtype=np.int16))
+        with self._lock:
+            self._blocks.append(block)
+            self._size += len(block)
+            while self._size > MAX_REFERENCE_S * FRAME_RATE:  # nobody reading: keep it bounded
+                self._size -= len(self._blocks.popleft())
+
+    def take(self, count: int) -> np.ndarray:
+        """The next ``count`` played samples, zero-padded when the speaker is (or went) silent."""
+        out = np.zeros(count, dtype=np.int16)
+        with self._lock:
+            self._size -= drain_into(self._blocks, out)
+        return out
+
+
+class EchoTap:
+    """An AudioSink wrapper that copies everything handed to the device into an EchoReference."""
+
+    def __init__(self, sink, reference: EchoReference):
+        self.sink = sink
+        self.reference = reference
+        self.sample_rate = sink.sample_rate
+
+    async def write(self, pcm: np.ndarray) -> None:
+        self.reference.played(pcm)
+        await self.sink.write(pcm)
+
+    def clear(self) -> int:
+        clear = getattr(self.sink, "clear", None)
+        return int(clear()) if clear else 0
+
+    @property
+    def queued_samples(self) -> int:
+        return int(getattr(self.sink, "queued_samples", 0))
+
+    async def close(self) -> None:
+        await self.sink.close()
+
+
+class WebRtcEchoCanceller:
+    """WebRTC APM echo canceller (AEC3-class, ~60 dB on linear echo); noise suppression and AGC off
+    so the VAD sees the user's voice as it is."""
+
+    name = "webrtc"
+
+    def __init__(self, stream_delay_ms: int = 0):
+        from aec_audio_processing import AudioProcessor
+
+        self._apm = AudioProcessor(enable_aec=True, enable_ns=False, enable_agc=False, enable_vad=False)
+        self._apm.set_stream_format(FRAME_RATE, 1, FRAME_RATE, 1)
+        self._apm.set_reverse_stream_format(FRAME_RATE, 1)
+        self._apm.set_stream_delay(stream_delay_ms)
+
+    def process(self, mic: np.ndarray, reference: np.ndarray) -> np.ndarray:
+        """Echo-cancelled copy of ``mic``; ``reference`` is what played over the same span."""
+        out = np.empty_like(mic)
+        for start in range(0, len(mic) - APM_BLOCK + 1, APM_BLOCK):
+            block = slice(start, start + APM_BLOCK)
+            self._apm.process_reverse_stream(reference[block].astype("<i2").tobytes())
+            out[block] = np.frombuffer(self._apm.process_stream(mic[block].astype("<i2").tobytes()), dtype="<i2")
+        return out
+
+
+def create_echo_canceller(enabled: bool = True) -> WebRtcEchoCanceller | None:
+    """The WebRTC canceller when enabled and installed, else None (callers duck instead)."""
+    if not enabled:
+        return None
+    try:
+        return WebRtcEchoCanceller()
+    except ImportError:
+        log.warning("echo cancellation unavailable (pip install 'edgeagent[aec]'); ducking barge-in instead")
+        return None

@@ -1,0 +1,275 @@
+"""Streaming speech output: text chunks in, audio frames out to a sink as soon as each is made.
+
+Each chunk is synthesized on a dedicated worker thread the moment it arrives (the loop never
+blocks on inference), the audio is resampled to the sink rate and cut into frames, and a
+playout task hands frames to the sink at real-time pace, keeping only a small jitter buffer
+ahead.  ``cancel()`` fades the sound out within a frame, drops everything queued and the rest
+of the synthesis, and the returned ``PlaybackFinished`` says what the listener actually heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+from dataclasses import dataclass
+from typing import AsyncIterable, Callable
+
+import numpy as np
+
+from edgeagent.audio.convert import StreamResampler
+from edgeagent.audio.frames import frame_samples
+from edgeagent.audio.ringbuffer import RingBuffer
+from edgeagent.events import PlaybackFinished
+from edgeagent.tts.base import Synthesizer
+
+HEARD_FRACTION = 0.5  # a chunk counts as heard once at least half of its audio has played
+
+
+@dataclass
+class SpeakTimes:
+    """Monotonic readings for the turn trace (None until reached)."""
+
+    first_chunk_t: float | None = None  # first text chunk arrived
+    first_synth_t: float | None = None  # first synthesized block came out of the engine
+    first_audio_t: float | None = None  # first frame handed to the sink
+    cancel_t: float | None = None
+    silent_t: float | None = None  # last (faded) audio handed to the sink after a cancel
+
+
+@dataclass
+class _Chunk:
+    text: str
+    samples: int = 0  # at the sink rate
+    played: int = 0
+
+
+class Speaker:
+    """Speaks one reply at a time into ``sink`` (WavSink, PyAudioSpeaker, EchoTap, ...).
+
+    ``realtime=False`` writes as fast as audio is made (rendering to a file)."""
+
+    def __init__(self, synthesizer: Synthesizer, sink, *, frame_ms: int = 20, jitter_ms: int = 40,
+                 fade_ms: float = 5.0, realtime: bool = True, clock: Callable[[], float] = time.monotonic,
+                 volume: float = 1.0):
+        self.synthesizer = synthesizer
+        self.volume = volume  # output level 0..1 (audio.volume, the fleet's `volume` command); read per frame
+        self.sink = sink
+        self.rate = int(sink.sample_rate)
+        self.frame = frame_samples(frame_ms, self.rate)
+        self.frame_s = frame_ms / 1000
+        self.jitter = frame_samples(jitter_ms, self.rate)
+        self.fade = max(1, int(self.rate * fade_ms / 1000))
+        self.realtime = realtime
+        self.clock = clock
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tts")
+        self._reset()
+
+    def _reset(self) -> None:
+        self.times = SpeakTimes()
+        self._chunks: list[_Chunk] = []
+        self._frames: asyncio.Queue[tuple[int, np.ndarray] | None] = asyncio.Queue()
+        self._queued = 0
+        self._written = 0
+        self._recent = RingBuffer(self.rate)  # last second handed to the sink: the fade source
+        self._stop = threading.Event()
+        self._cancelled = asyncio.Event()
+        self._synth_done = asyncio.Event()
+        self._fade: asyncio.Task | None = None
+
+    # ------------------------------------------------------------------ public
+
+    async def speak(self, chunks: AsyncIterable[str]) -> PlaybackFinished:
+        """Synthesize and play every chunk; returns when playback ends or is cancelled."""
+        self._reset()
+        synth = asyncio.create_task(self._synthesize_all(chunks), name="tts-synth")
+        try:
+            await self._playout()
+        finally:
+            if not synth.done():
+                synth.cancel()
+            await asyncio.gather(synth, return_exceptions=True)
+            if self._fade is not None:
+                await self._fade  # the sink may be closed right after we return
+        if not synth.cancelled() and synth.exception() is not None and not self._cancelled.is_set():
+            raise synth.exception()  # type: ignore[misc]  # e.g. TtsError from the engine
+        return self._finished()
+
+    async def say(self, text: str) -> PlaybackFinished:
+        async def one():
+            yield text
+
+        return await self.speak(one())
+
+    def cancel(self) -> None:
+        """Barge-in: fade out within one frame, drop queued audio, stop synthesis.  Safe to call
+        from the event loop at any time; ``speak`` then returns with ``cancelled=True``."""
+        if self._cancelled.is_set():
+            return
+        self.times.cancel_t = self.clock()
+        self._cancelled.set()
+        self._stop.set()
+        dropped = self.sink.clear() if hasattr(self.sink, "clear") else 0
+        self._written -= dropped
+        if dropped:
+            source = self._recent.latest(dropped)
+        else:
+            source = self._peek_next()
+        self._account(-dropped)
+        fade = self._faded(source[: self.fade])
+        while not self._frames.empty():
+            self._frames.get_nowait()
+        self._queued = 0
+        if len(fade):
+            self._fade = asyncio.get_running_loop().create_task(self.sink.write(fade))
+        self.times.silent_t = self.clock()
+
+    def heard(self) -> PlaybackFinished:
+        """What the current (or last) reply has played so far; for callers interrupted mid-speak."""
+        return self._finished()
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ synthesis
+
+    async def _synthesize_all(self, chunks: AsyncIterable[str]) -> None:
+        loop = asyncio.get_running_loop()
+        resampler = StreamResampler(self.synthesizer.sample_rate, self.rate)
+        try:
+            async for text in chunks:
+                if self._cancelled.is_set():
+                    break
+                if not text.strip():
+                    continue
+                if self.times.first_chunk_t is None:
+                    self.times.first_chunk_t = self.clock()
+                index = len(self._chunks)
+                self._chunks.append(_Chunk(text.strip()))
+                blocks: asyncio.Queue[np.ndarray | BaseException | None] = asyncio.Queue()
+                loop.run_in_executor(self._executor, self._synthesize_chunk, text, blocks, loop, self._stop)
+                while (block := await blocks.get()) is not None:
+                    if isinstance(block, BaseException):
+                        raise block
+                    if self.times.first_synth_t is None:
+                        self.times.first_synth_t = self.clock()
+                    self._enqueue(index, resampler.process(block))
+            if not self._cancelled.is_set():
+                self._enqueue(len(self._chunks) - 1, resampler.process(np.zeros(0, np.int16), last=True))
+        finally:
+            self._synth_done.set()
+            self._frames.put_nowait(None)
+
+    def _synthesize_chunk(self, text: str, blocks: asyncio.Queue, loop: asyncio.AbstractEventLoop,
+                          stop: threading.Event) -> None:
+        """Worker thread: pass each block to the loop as soon as the engine yields it; ``stop``
+        (this reply's, set by cancel) abandons the rest."""
+        stream = self.synthesizer.synthesize(text)
+        try:
+            for block in stream:
+                if stop.is_set():
+                    break
+                loop.call_soon_threadsafe(blocks.put_nowait, np.asarray(block, dtype=np.int16))
+        except BaseException as exc:  # handed to the loop, raised there
+            loop.call_soon_threadsafe(blocks.put_nowait, exc)
+        finally:
+            getattr(stream, "close", lambda: None)()  # e.g. kills an abandoned espeak-ng process
+            loop.call_soon_threadsafe(blocks.put_nowait, None)
+
+    def _enqueue(self, index: int, pcm: np.ndarray) -> None:
+        if index < 0 or len(pcm) == 0:
+            return
+        self._chunks[index].samples += len(pcm)
+        for start in range(0, len(pcm), self.frame):
+            frame = pcm[start : start + self.frame]
+            self._frames.put_nowait((index, frame))
+            self._queued += len(frame)
+
+    # ------------------------------------------------------------------ playout
+
+    async def _playout(self) -> None:
+        """Hand frames to the sink at real-time pace, one frame ahead of the device."""
+        start = None
+        sent_s = 0.0
+        while not self._cancelled.is_set():
+            if start is None and self.realtime:  # fill the jitter buffer first (or take a short reply whole)
+                await self._wait_any(self._until_buffered(), self._synth_done.wait())
+                if self._cancelled.is_set():
+                    break
+            item = await self._next_frame()
+            if item is None:
+                break
+            index, frame = item
+            self._queued -= len(frame)
+            now = self.clock()
+            if self.realtime:
+                if start is None or now > start + sent_s + self.frame_s:  # first frame or an underrun
+                    start, sent_s = now, 0.0
+                delay = start + sent_s - self.frame_s - now  # keep one frame queued in the device
+                if delay > 0:
+                    await self._wait_any(asyncio.sleep(delay), self._cancelled.wait())
+                    if self._cancelled.is_set():
+                        self._frames.put_nowait((index, frame))  # cancel() fades from it
+                        break
+            if self.times.first_audio_t is None:
+                self.times.first_audio_t = self.clock()
+            if self.volume != 1.0:
+                frame = np.clip(frame * self.volume, -32768, 32767).astype(np.int16)
+            await self.sink.write(frame)
+            self._recent.write(frame)
+            self._written += len(frame)
+            self._chunks[index].played += len(frame)
+            sent_s += len(frame) / self.rate
+
+    async def _next_frame(self) -> tuple[int, np.ndarray] | None:
+        if not self._frames.empty():
+            return self._frames.get_nowait()
+        get = asyncio.ensure_future(self._frames.get())
+        await self._wait_any(get, self._cancelled.wait())
+        if not get.done():
+            get.cancel()
+            return None
+        return get.result()
+
+    async def _until_buffered(self) -> None:
+        while self._queued < self.jitter and not self._synth_done.is_set():
+            await asyncio.sleep(0.002)
+
+    @staticmethod
+    async def _wait_any(*aws) -> None:
+        tasks = [asyncio.ensure_future(a) for a in aws]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+
+    # ------------------------------------------------------------------ accounting
+
+    def _peek_next(self) -> np.ndarray:
+        try:
+            item = self._frames.get_nowait()
+        except asyncio.QueueEmpty:
+            return np.zeros(0, np.int16)
+        return item[1] if item else np.zeros(0, np.int16)
+
+    def _faded(self, samples: np.ndarray) -> np.ndarray:
+        ramp = np.linspace(1.0, 0.0, len(samples), endpoint=False, dtype=np.float32)
+        return (samples.astype(np.float32) * ramp).astype(np.int16)
+
+    def _account(self, delta: int) -> None:
+        """Take samples the sink dropped back off the chunks they belonged to (newest first)."""
+        for chunk in reversed(self._chunks):
+            if delta >= 0:
+                return
+            take = min(chunk.played, -delta)
+            chunk.played -= take
+            delta += take
+
+    def _finished(self) -> PlaybackFinished:
+        heard = [c.text for c in self._chunks if c.samples and c.played >= HEARD_FRACTION * c.samples]
+        played_ms = 1000.0 * self._written / self.rate
+        return PlaybackFinished(t=self.clock(), played_ms=round(played_ms, 1), played_text=" ".join(heard),
+                                cancelled=self._cancelled.is_set())

@@ -1,0 +1,78 @@
+"""Barge-in on a microphone that hears the agent's own reply (echo) and, sometimes, the user."""
+
+import numpy as np
+import pytest
+
+from edgeagent.audio.echo import EchoReference, create_echo_canceller
+from edgeagent.audio.frames import Frame, frame_samples
+from edgeagent.audio.wav import read_audio
+from edgeagent.bargein import BargeInDetector
+from edgeagent.config import load_config
+from tests.speech import espeak_wav
+from tests.tts_helpers import voice_activity
+
+REPLY = ("Sure. The forecast for today is mostly sunny with a high of twenty two degrees, "
+         "and tomorrow looks cloudy with a chance of rain later in the evening.")
+USER_AT_S = 1.6
+ECHO_GAIN, ECHO_DELAY_S = 0.4, 0.04
+
+
+def _mic(with_user: bool):
+    reply = read_audio(espeak_wav(REPLY, "en-gb"))  # espeak-ng renders the same every time (piper does not)
+    echo = np.concatenate([np.zeros(int(ECHO_DELAY_S * 16000)), reply.astype(np.float32) * ECHO_GAIN])
+    mic = echo.copy()
+    if with_user:
+        user = read_audio(espeak_wav("stop, wait a moment please")).astype(np.float32) * 0.7
+        start = int(USER_AT_S * 16000)
+        mic[start : start + len(user)] += user[: len(mic) - start]
+    return reply, np.clip(mic, -32768, 32767).astype(np.int16)
+
+
+def _run(detector: BargeInDetector, reference: EchoReference, reply: np.ndarray, mic: np.ndarray):
+    """Play the reply frame by frame (the reference) while feeding the mic; the first BargeIn."""
+    n = frame_samples(20)
+    detector.start()
+    for i in range(0, len(mic) - n + 1, n):
+        reference.played(reply[i : i + n] if i < len(reply) else np.zeros(n, np.int16))
+        event = detector.process(Frame(mic[i : i + n], i // n, i / 16000, t=i / 16000))
+        if event is not None:
+            return event
+    return None
+
+
+def _detector(canceller):
+    config = load_config(env={})
+    reference = EchoReference(16000)
+    return BargeInDetector(reference, vad=voice_activity(config), canceller=canceller,
+                           min_speech_ms=config.agent.barge_in_min_speech_ms), reference
+
+
+@pytest.fixture(params=["aec", "ducking"])
+def canceller(request):
+    if request.param == "ducking":
+        return None
+    aec = create_echo_canceller(True)
+    assert aec is not None, "aec-audio-processing is not installed (pip install 'edgeagent[aec]')"
+    return aec
+
+
+def test_user_interruption_over_the_echo_triggers_barge_in(canceller):
+    reply, mic = _mic(with_user=True)
+    detector, reference = _detector(canceller)
+    event = _run(detector, reference, reply, mic)
+    assert event is not None and event.source == "vad"
+    # with AEC the min speech duration counts only the user; ducking may let echo frames count too
+    earliest = USER_AT_S + 0.3 if canceller is not None else USER_AT_S
+    assert earliest <= event.t <= USER_AT_S + 1.2
+
+
+def test_the_agents_own_voice_alone_does_not_barge_in(canceller):
+    reply, mic = _mic(with_user=False)
+    detector, reference = _detector(canceller)
+    assert _run(detector, reference, reply, mic) is None
+
+
+def test_without_vad_only_the_stop_word_can_barge_in():
+    reply, mic = _mic(with_user=True)
+    detector = BargeInDetector(EchoReference(16000), vad=None)
+    assert _run(detector, detector.reference, reply, mic) is None
