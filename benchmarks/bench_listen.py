@@ -19,7 +19,7 @@ from edgeagent.audio.wav import read_audio, split_frames  # noqa: E402
 from edgeagent.config import load_config  # noqa: E402
 from edgeagent.vad import create_endpointer, create_voice_activity  # noqa: E402
 from edgeagent.wake import create_wake_detector  # noqa: E402
-from tests.speech import espeak_wav, piper_wav  # noqa: E402
+from edgeagent.synthetic_speech import espeak_wav, piper_wav  # noqa: E402
 
 PHRASES = {"okay_nabu": "Okay Nabu", "hey_jarvis": "Hey Jarvis", "alexa": "Alexa", "hey_mycroft": "Hey Mycroft"}
 NEGATIVE_TEXT = ["What is the weather like today?", "Turn on the kitchen lights please.", "Okay, now I am busy.",

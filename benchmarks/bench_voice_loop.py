@@ -24,7 +24,7 @@ from edgeagent.audio.wav import WavSource  # noqa: E402
 from edgeagent.config import load_config  # noqa: E402
 from edgeagent.daemon import load_stages, wire, without_acoustic_echo  # noqa: E402
 from edgeagent.llm.conversation import Conversation  # noqa: E402
-from tests.speech import concat_wav, espeak_wav, piper_wav  # noqa: E402
+from edgeagent.synthetic_speech import concat_wav, espeak_wav, piper_wav  # noqa: E402
 
 QUESTIONS = [
     "What is the capital of France?", "How many legs does a spider have?", "What color is the sky?",

@@ -83,7 +83,8 @@ class WavSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sample_rate = sample_rate
         self._resampler = StreamResampler(input_rate or sample_rate, sample_rate)
-        self._file = soundfile.SoundFile(str(self.path), "w", samplerate=sample_rate, channels=1, subtype="PCM_16")
+        self._file = soundfile.SoundFile(str(self.path), "w", samplerate=sample_rate, channels=1, subtype="PCM_16",
+                                         format="WAV")
         self.samples_written = 0
 
     async def write(self, pcm: np.ndarray) -> None:

@@ -1,0 +1,430 @@
+"""``edgeagent bench``: one seeded workload through the real daemon, and the baselines beside it.
+
+Latency of every stage (P50/P90/max), always-on and talking CPU and RSS, wake-word FRR and
+false accepts per hour, STT WER — and, in the same run on the same machine, the same models
+wired naively (wait for the whole transcript, the whole reply, then synthesize it), piper the
+usual way (whole utterance) and openWakeWord's own runtime.  Writes results.json, report.md and
+PNG plots; ``--compare old.json`` prints the deltas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import random
+import re
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import psutil
+
+from edgeagent.audio.frames import Frame
+from edgeagent.audio.timeline import ClockedSink
+from edgeagent.audio.wav import WavSource, read_audio, split_frames
+from edgeagent.config import Config
+from edgeagent.llm.conversation import Conversation
+from edgeagent.vad import create_voice_activity
+from edgeagent.wake import create_wake_detector
+
+SHORT = ["What is the capital of France?", "What color is the sky?", "What is two plus two?",
+         "How many days are in a week?", "What do bees make?", "Which planet is the red planet?"]
+LONG = ["Can you tell me a fun fact about cats and why they like to sleep so much?",
+        "What is the difference between weather and climate, in simple words?",
+        "If I leave home at eight and the drive takes forty minutes, when do I arrive?",
+        "Could you suggest a quick dinner I can cook with eggs, rice and spinach?"]
+INTERRUPTION = "Stop. What time is it?"
+STAGES = ["end_of_turn_ms", "end_of_speech_to_final_ms", "llm_ttft_ms", "chunk_wait_ms", "tts_first_chunk_ms",
+          "ttfa_ms", "barge_in_stop_ms"]
+
+
+@dataclass(frozen=True)
+class TurnSpec:
+    question: str
+    voice: str
+    noise_snr_db: float | None
+    barge_in: bool
+
+
+def voices() -> dict[str, Callable[[str], Path]]:
+    from edgeagent.synthetic_speech import espeak_wav, piper_wav
+
+    return {"piper": piper_wav, "piper-slow": lambda t: piper_wav(t, 1.15), "espeak-us": espeak_wav,
+            "espeak-gb": lambda t: espeak_wav(t, "en-gb"), "espeak-f": lambda t: espeak_wav(t, "en-us+f3", 150)}
+
+
+def make_workload(turns: int, seed: int = 7) -> list[TurnSpec]:
+    """Fixed for a seed: short and long questions, several voices, every 4th noisy, every 5th interrupted."""
+    rng = random.Random(seed)
+    names = list(voices())
+    return [TurnSpec(question=rng.choice(LONG if i % 3 == 2 else SHORT), voice=names[i % len(names)],
+                     noise_snr_db=15.0 if i % 4 == 3 else None, barge_in=i % 5 == 4) for i in range(turns)]
+
+
+def render(spec: TurnSpec, path: Path, seed: int) -> Path:
+    """The user's side of one turn as a 16 kHz WAV."""
+    import soundfile
+
+    from edgeagent.synthetic_speech import piper_wav
+
+    make = voices()[spec.voice]
+    parts = [np.zeros(6400, np.int16), read_audio(piper_wav("Okay Nabu.")), np.zeros(4800, np.int16),
+             read_audio(make(spec.question))]
+    parts.append(np.zeros(16000 * (4 if spec.barge_in else 1), np.int16))
+    if spec.barge_in:  # talks over the reply once it has started
+        parts += [read_audio(make(INTERRUPTION)), np.zeros(16000, np.int16)]
+    audio = np.concatenate(parts).astype(np.float32)
+    if spec.noise_snr_db is not None:
+        speech_rms = np.sqrt(np.mean(np.square(audio[audio != 0]))) if audio.any() else 1.0
+        noise = np.random.default_rng(seed).normal(0, speech_rms / 10 ** (spec.noise_snr_db / 20), len(audio))
+        audio = audio + noise
+    soundfile.write(str(path), np.clip(audio, -32768, 32767).astype(np.int16), 16000, subtype="PCM_16")
+    return path
+
+
+class CpuSampler:
+    """This process's CPU % (of one core) and RSS every ``interval_s``, on a background thread."""
+
+    def __init__(self, interval_s: float = 0.5):
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, float, float]] = []  # (t, cpu %, rss MiB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._process = psutil.Process()
+
+    def __enter__(self) -> CpuSampler:
+        self._process.cpu_percent(None)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.samples.append((time.monotonic(), self._process.cpu_percent(None),
+                                 self._process.memory_info().rss / 2**20))
+
+    def between(self, start: float, end: float) -> list[tuple[float, float, float]]:
+        return [s for s in self.samples if start <= s[0] <= end]
+
+
+def percentiles(values: list[float]) -> dict[str, float] | None:
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    pick = lambda q: values[min(len(values) - 1, round(q * (len(values) - 1)))]  # noqa: E731
+    return {"p50": pick(0.5), "p90": pick(0.9), "max": values[-1], "n": len(values)}
+
+
+def words(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
+
+
+def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(edit distance in words, reference length)."""
+    ref, hyp = words(reference), words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1], len(ref)
+
+
+# ------------------------------------------------------------------ the streaming daemon
+
+
+async def run_turns(config: Config, stages, specs: list[TurnSpec], workdir: Path, sampler: CpuSampler,
+                    progress: Callable[[], None]) -> tuple[list[dict], float]:
+    from edgeagent.daemon import wire
+
+    traces: list[dict] = []
+    talking_s = 0.0
+    for index, spec in enumerate(specs):
+        user = render(spec, workdir / f"turn{index}.wav", seed=index)
+        turn_stages = dataclasses.replace(stages, conversation=Conversation(config.llm.system_prompt))
+        sink = ClockedSink(workdir / f"reply{index}.wav", config.audio.frame_ms)
+        controller = wire(config, turn_stages, sink, [])
+        started = time.monotonic()
+        await controller.run(WavSource(user, config.audio.frame_ms, realtime=True).frames())
+        talking_s += time.monotonic() - started
+        await sink.close()
+        for number, trace in enumerate(controller.finished):
+            data = trace.to_dict(include_text=True)
+            data.update(turn=index, question=spec.question if number == 0 else INTERRUPTION, voice=spec.voice,
+                        noisy=spec.noise_snr_db is not None, interrupted=spec.barge_in)
+            traces.append(data)
+        progress()
+    return traces, talking_s
+
+
+async def run_idle(config: Config, stages, seconds: float) -> None:
+    """The always-on state: silence through the same loop (wake + VAD only), in real time."""
+    from edgeagent.daemon import wire
+
+    sink = ClockedSink("/dev/null", config.audio.frame_ms)
+    controller = wire(config, stages, sink, [])
+    silence = np.zeros(config.audio.frame_ms * 16, np.int16)
+
+    async def frames():
+        step = config.audio.frame_ms / 1000
+        start = time.monotonic()
+        for i in range(int(seconds / step)):
+            await asyncio.sleep(max(0.0, start + (i + 1) * step - time.monotonic()))
+            yield Frame(silence, i, i * step, time.monotonic())
+
+    await controller.run(frames())
+    await sink.close()
+
+
+# ------------------------------------------------------------------ baselines
+
+
+def naive_ttfa_ms(config: Config, stages, specs: list[TurnSpec], workdir: Path) -> list[float]:
+    """Same models, no streaming: whole transcript, whole reply, whole synthesis, then audio."""
+    results = []
+    local = stages.router.local
+    recognizer = stages.transcriber.recognizer
+    for index, spec in enumerate(specs):
+        if spec.barge_in:
+            continue
+        question = read_audio(voices()[spec.voice](spec.question))
+        started = time.monotonic()
+        text = recognizer.decode(question).text
+        reply = asyncio.run(_collect(local.stream(Conversation(config.llm.system_prompt).messages_for(text))))
+        for _ in stages.synthesizer.synthesize(reply or "Okay."):
+            pass
+        results.append(config.vad.silence_ms + (time.monotonic() - started) * 1000)
+    return results
+
+
+async def _collect(stream) -> str:
+    return "".join([token async for token in stream])
+
+
+def piper_first_audio_ms(stages, reps: int = 5) -> dict[str, float]:
+    """Three-sentence reply: piper's whole utterance vs our first streamed sentence."""
+    text = ("The weather today is mostly sunny with a light breeze. Tomorrow will be cloudy, with a chance of "
+            "rain in the evening. Take an umbrella if you go out late.")
+    synth = stages.synthesizer
+    whole, first = [], []
+    for _ in range(reps):
+        started = time.monotonic()
+        for _ in synth.synthesize(text):  # the usual way: the whole utterance, then play
+            pass
+        whole.append((time.monotonic() - started) * 1000)
+        started = time.monotonic()
+        next(iter(synth.synthesize("The weather today is mostly sunny with a light breeze.")))
+        first.append((time.monotonic() - started) * 1000)
+    return {"piper_whole_ms": statistics.median(whole), "streaming_first_ms": statistics.median(first),
+            "ratio": statistics.median(first) / statistics.median(whole)}
+
+
+def wake_accuracy_and_cost(config: Config) -> dict:
+    """Our wake + VAD vs openWakeWord's own runtime on the same audio: detections and CPU."""
+    from edgeagent.synthetic_speech import espeak_wav, piper_wav
+
+    positives = [piper_wav("Okay Nabu."), piper_wav("Okay Nabu.", 1.2), espeak_wav("Okay Nabu"),
+                 espeak_wav("Okay Nabu", "en-gb"), espeak_wav("Okay Nabu", "en-us+f3", 140),
+                 espeak_wav("Okay Nabu", "en-us", 200)]
+    negative_text = ["What is the weather like today?", "Turn on the kitchen lights please.", "Okay, now I am busy.",
+                     "Play some jazz in the living room.", "Set a timer for ten minutes."]
+    rng = np.random.default_rng(11)
+    negatives = np.concatenate([read_audio(make(t)) for t in negative_text for make in (piper_wav, espeak_wav)]
+                               + [rng.normal(0, 1500, 16000 * 60).astype(np.int16), np.zeros(16000 * 120, np.int16)])
+    pad = np.zeros(8000, np.int16)
+    clips = [np.concatenate([pad, read_audio(p), pad]) for p in positives]
+
+    def ours(audio: np.ndarray) -> tuple[int, float]:
+        wake, vad = create_wake_detector(config), create_voice_activity(config)
+        started, fired = time.process_time(), 0
+        for i, samples in enumerate(split_frames(audio, 20)):
+            frame = Frame(samples, i, i * 0.02, 0.0)
+            fired += len(wake.process(frame))
+            vad.speech_probability(frame)
+        return fired, time.process_time() - started
+
+    def openwakeword(audio: np.ndarray) -> tuple[int, float]:
+        from pyopen_wakeword import Model, OpenWakeWord, OpenWakeWordFeatures
+
+        oww, features = OpenWakeWord.from_builtin(Model.OKAY_NABU), OpenWakeWordFeatures.from_builtin()
+        started, fired, above = time.process_time(), 0, False
+        pcm = audio.astype("<i2").tobytes()
+        for offset in range(0, len(pcm), 2560):  # streamed in 80 ms chunks, as its runtime expects
+            for feature in features.process_streaming(pcm[offset : offset + 2560]):
+                for probability in oww.process_streaming(feature):
+                    if probability > 0.5 and not above:
+                        fired += 1
+                    above = probability > 0.5
+        return fired, time.process_time() - started
+
+    out = {}
+    hours = len(negatives) / 16000 / 3600
+    for name, run in (("edgeagent", ours), ("openwakeword", openwakeword)):
+        detected = sum(run(clip)[0] > 0 for clip in clips)
+        false, cpu_s = run(negatives)
+        out[name] = {"frr": 1 - detected / len(clips), "false_accepts_per_hour": false / hours,
+                     "cpu_rtf": cpu_s / (len(negatives) / 16000)}
+    out["cpu_ratio"] = out["edgeagent"]["cpu_rtf"] / out["openwakeword"]["cpu_rtf"]
+    return out
+
+
+# ------------------------------------------------------------------ the whole run
+
+
+def run_benchmark(config: Config, turns: int, outdir: Path, seed: int = 7, show_progress: bool = True) -> dict:
+    import tempfile
+
+    from tqdm import tqdm
+
+    from edgeagent.daemon import load_stages, without_acoustic_echo
+
+    config = without_acoustic_echo(config)
+    outdir.mkdir(parents=True, exist_ok=True)
+    specs = make_workload(turns, seed)
+    steps = turns + 4
+    bar = tqdm(total=steps, desc="edgeagent bench", unit="step", disable=not show_progress)
+    stages = load_stages(config)
+    bar.update()
+    with tempfile.TemporaryDirectory() as tmp, CpuSampler() as sampler:
+        idle_start = time.monotonic()
+        asyncio.run(run_idle(config, stages, 15.0))
+        idle_end = time.monotonic()
+        bar.update()
+        traces, _ = asyncio.run(run_turns(config, stages, specs, Path(tmp), sampler, bar.update))
+        talk_end = time.monotonic()
+        naive = naive_ttfa_ms(config, stages, specs, Path(tmp))
+        piper = piper_first_audio_ms(stages)
+        bar.update()
+        wake = wake_accuracy_and_cost(config)
+        bar.update()
+    bar.close()
+    stages.close()
+    idle = sampler.between(idle_start, idle_end)
+    talk = sampler.between(idle_end, talk_end)
+    answered = [t for t in traces if t["outcome"] == "answered"]
+    errors = [word_errors(t["question"], t.get("transcript") or "") for t in traces if t.get("transcript") is not None]
+    streaming = percentiles([t["ttfa_ms"] for t in answered])
+    naive_p = percentiles(naive)
+    results = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": psutil.cpu_count(), "load_avg": psutil.getloadavg()},
+        "turns": len(specs), "traces": len(traces),
+        "outcomes": {o: sum(t["outcome"] == o for t in traces) for o in ("answered", "barged_in", "no_speech", "error")},
+        "stages": {s: percentiles([t.get(s) for t in traces]) for s in STAGES},
+        "cpu": {"idle_percent": statistics.fmean(s[1] for s in idle) if idle else None,
+                "idle_rss_mib": max((s[2] for s in idle), default=None),
+                "talking_percent": statistics.fmean(s[1] for s in talk) if talk else None,
+                "talking_rss_mib": max((s[2] for s in talk), default=None)},
+        "stt_wer": sum(e for e, _ in errors) / max(1, sum(n for _, n in errors)),
+        "wake": wake,
+        "baselines": {"naive_ttfa": naive_p,
+                      "ttfa_ratio_p50": streaming["p50"] / naive_p["p50"] if streaming and naive_p else None,
+                      "ttfa_ratio_p90": streaming["p90"] / naive_p["p90"] if streaming and naive_p else None,
+                      "piper": piper},
+        "cpu_samples": [(round(t - idle_start, 2), c, r) for t, c, r in sampler.samples],
+        "per_turn": traces,
+    }
+    (outdir / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    write_plots(results, outdir)
+    (outdir / "report.md").write_text(report_markdown(results))
+    return results
+
+
+def headline_rows(results: dict) -> list[tuple[str, str]]:
+    fmt = lambda p: f"{p['p50']:.0f} / {p['p90']:.0f} / {p['max']:.0f} ms" if p else "n/a"  # noqa: E731
+    rows = [(f"{stage} (P50 / P90 / max)", fmt(results["stages"].get(stage))) for stage in STAGES]
+    b, w, c = results["baselines"], results["wake"], results["cpu"]
+    rows += [
+        ("TTFA streaming / naive (P50, P90)", f"{b['ttfa_ratio_p50']:.2f}, {b['ttfa_ratio_p90']:.2f} (target <= 0.3)"),
+        ("naive TTFA (P50 / P90)", fmt(b["naive_ttfa"])),
+        ("TTS first audio: streaming / piper whole utterance",
+         f"{b['piper']['streaming_first_ms']:.0f} / {b['piper']['piper_whole_ms']:.0f} ms = {b['piper']['ratio']:.2f} (target <= 0.5)"),
+        ("always-on CPU: ours / openWakeWord runtime",
+         f"{w['edgeagent']['cpu_rtf']:.4f} / {w['openwakeword']['cpu_rtf']:.4f} = {w['cpu_ratio']:.2f} (target <= 1)"),
+        ("wake FRR / false accepts per hour (ours)", f"{w['edgeagent']['frr']:.2f} / {w['edgeagent']['false_accepts_per_hour']:.1f}"),
+        ("wake FRR / false accepts per hour (openWakeWord)",
+         f"{w['openwakeword']['frr']:.2f} / {w['openwakeword']['false_accepts_per_hour']:.1f}"),
+        ("CPU idle / talking (% of one core)", f"{c['idle_percent']:.1f} / {c['talking_percent']:.1f}"),
+        ("RSS idle / talking", f"{c['idle_rss_mib']:.0f} / {c['talking_rss_mib']:.0f} MiB"),
+        ("STT WER (Whisper tiny.en, all voices, clean + noisy)", f"{results['stt_wer']:.3f}"),
+        ("outcomes", ", ".join(f"{k} {v}" for k, v in results["outcomes"].items())),
+    ]
+    return rows
+
+
+def report_markdown(results: dict) -> str:
+    lines = [f"# edgeagent bench — {results['when']}", "",
+             f"{results['turns']} generated turns through the real daemon (real time), "
+             f"{results['machine']['cpus']} CPUs, load average {results['machine']['load_avg'][0]:.2f}.", "",
+             "| measure | value |", "| --- | --- |"]
+    lines += [f"| {name} | {value} |" for name, value in headline_rows(results)]
+    lines += ["", "![latency](latency.png)", "", "![ttfa breakdown](ttfa_breakdown.png)", "", "![cpu](cpu.png)", ""]
+    return "\n".join(lines)
+
+
+def write_plots(results: dict, outdir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    traces = results["per_turn"]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    data = [[t[s] for t in traces if t.get(s) is not None] for s in STAGES]
+    ax.boxplot([d or [0] for d in data], tick_labels=[s.replace("_ms", "") for s in STAGES], orientation="horizontal")
+    ax.set_xlabel("ms")
+    ax.set_title("per-stage latency")
+    fig.tight_layout()
+    fig.savefig(outdir / "latency.png", dpi=110)
+    plt.close(fig)
+
+    answered = [t for t in traces if t["outcome"] == "answered" and t.get("ttfa_ms") is not None]
+    parts = STAGES[:5]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    bottom = np.zeros(len(answered))
+    for part in parts:
+        values = np.array([t.get(part) or 0.0 for t in answered])
+        ax.bar(range(len(answered)), values, bottom=bottom, label=part.replace("_ms", ""))
+        bottom += values
+    ax.plot(range(len(answered)), [t["ttfa_ms"] for t in answered], "k_", markersize=12, label="ttfa")
+    ax.set_xlabel("turn")
+    ax.set_ylabel("ms")
+    ax.set_title("time to first audio, by stage")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(outdir / "ttfa_breakdown.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 3))
+    samples = results["cpu_samples"]
+    ax.plot([s[0] for s in samples], [s[1] for s in samples])
+    ax.set_xlabel("s (first 15 s: idle)")
+    ax.set_ylabel("CPU % of one core")
+    ax.set_title("CPU over the run")
+    fig.tight_layout()
+    fig.savefig(outdir / "cpu.png", dpi=110)
+    plt.close(fig)
+
+
+def compare(old: dict, new: dict) -> list[str]:
+    """Human-readable deltas of the headline figures between two results.json."""
+    lines = []
+    for stage in STAGES:
+        a, b = (old["stages"].get(stage) or {}), (new["stages"].get(stage) or {})
+        if a and b:
+            lines.append(f"{stage:28} P50 {a['p50']:8.1f} -> {b['p50']:8.1f} ({b['p50'] - a['p50']:+.1f})   "
+                         f"P90 {a['p90']:8.1f} -> {b['p90']:8.1f} ({b['p90'] - a['p90']:+.1f})")
+    for key in ("idle_percent", "talking_percent", "idle_rss_mib", "talking_rss_mib"):
+        a, b = old["cpu"].get(key), new["cpu"].get(key)
+        if a is not None and b is not None:
+            lines.append(f"{key:28} {a:8.1f} -> {b:8.1f} ({b - a:+.1f})")
+    lines.append(f"{'stt_wer':28} {old['stt_wer']:8.3f} -> {new['stt_wer']:8.3f} ({new['stt_wer'] - old['stt_wer']:+.3f})")
+    return lines
