@@ -70,7 +70,7 @@ class AudioConfig:
 
 @dataclass
 class WakeConfig:
-    engine: Literal["microwakeword"] = "microwakeword"
+    engine: Literal["microwakeword", "openwakeword"] = "microwakeword"
     models: list[str] = field(default_factory=lambda: ["okay_nabu"])
     threshold: float = bounded(0.0, 0.0, 1.0)  # 0: each model's own cutoff from its JSON metadata
     thresholds: dict[str, float] = field(default_factory=dict)  # per-model override

@@ -1,4 +1,4 @@
-"""Wake-word detection with quantized TFLite models (microWakeWord), several models at once.
+"""Wake-word detection with TFLite models (microWakeWord, openWakeWord), several models at once.
 
 Runtime: ``ai_edge_litert`` (works with numpy 2, wheels for x86-64 and aarch64); the older
 ``tflite_runtime`` is used only if LiteRT is absent.  Each model keeps its own streaming state;
@@ -41,8 +41,9 @@ class WakeModelError(RuntimeError):
     """A wake model is missing, unreadable or not a microWakeWord model; names the file."""
 
 
-def load_interpreter(model_path: Path):
-    """A TFLite interpreter from LiteRT (preferred) or tflite-runtime, with a clear error."""
+def load_interpreter(model_path: Path, input_shape: list[int] | None = None):
+    """A TFLite interpreter from LiteRT (preferred) or tflite-runtime, with a clear error.
+    ``input_shape`` fixes a dynamic input before tensors are allocated."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -51,6 +52,8 @@ def load_interpreter(model_path: Path):
         raise WakeModelError(f"wake model {model_path} not found (run `edgeagent models install`)")
     try:
         interpreter = Interpreter(model_path=str(model_path))
+        if input_shape is not None:
+            interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], input_shape)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise WakeModelError(f"wake model {model_path} cannot be loaded: {exc}") from None
@@ -94,6 +97,75 @@ def find_model(name: str, models_dir: Path) -> WakeModelInfo:
     raise WakeModelError(f"no wake model {name!r} in {models_dir / 'wake'} (available: {', '.join(available) or 'none'})")
 
 
+class OpenWakeWordFrontend:
+    """openWakeWord's shared features: a mel spectrogram every 80 ms and a speech embedding of the
+    last 76 mel frames (~775 ms), both TFLite models run by LiteRT.  One frontend serves every
+    openWakeWord classifier, so extra wake words cost only their small classifier."""
+
+    CHUNK, WINDOW, MELS, EMBED_MELS, EMBED_DIM = 1280, 1760, 32, 76, 96
+
+    def __init__(self, folder: Path):
+        self._mel = load_interpreter(folder / "melspectrogram.tflite", [1, self.WINDOW])
+        self._embed = load_interpreter(folder / "embedding_model.tflite", [1, self.EMBED_MELS, self.MELS, 1])
+        self.reset()
+
+    def reset(self) -> None:
+        self._audio = np.zeros(self.WINDOW, np.float32)
+        self._pending = 0
+        self._mels = np.zeros((0, self.MELS), np.float32)
+        self.embeddings = np.zeros((0, self.EMBED_DIM), np.float32)
+        self._last_key: object = None
+
+    def process(self, samples: np.ndarray, key: object) -> int:
+        """Advance by one frame (once per ``key``); returns how many new embeddings it made."""
+        if key == self._last_key:
+            return self._made
+        self._last_key, self._made = key, 0
+        self._audio = np.concatenate([self._audio, samples.astype(np.float32)])[-(self.WINDOW + self.CHUNK):]
+        self._pending += len(samples)
+        while self._pending >= self.CHUNK:
+            self._pending -= self.CHUNK
+            end = len(self._audio) - self._pending
+            window = self._audio[end - self.WINDOW : end][None]
+            mel = _run(self._mel, window).reshape(-1, self.MELS) / 10.0 + 2.0  # the embedding model's input scale
+            self._mels = np.concatenate([self._mels, mel])[-self.EMBED_MELS:]
+            if len(self._mels) == self.EMBED_MELS:
+                embedding = _run(self._embed, self._mels[None, :, :, None]).reshape(1, self.EMBED_DIM)
+                self.embeddings = np.concatenate([self.embeddings, embedding])[-64:]
+                self._made += 1
+        return self._made
+
+
+def _run(interpreter, tensor: np.ndarray) -> np.ndarray:
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], tensor.astype(np.float32))
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+class OpenWakeWordModel:
+    """An openWakeWord classifier over the shared frontend's embeddings: one probability per 80 ms."""
+
+    def __init__(self, info: WakeModelInfo, frontend: OpenWakeWordFrontend):
+        self.info = info
+        self.frontend = frontend
+        self.interpreter = load_interpreter(info.tflite)
+        self._input = self.interpreter.get_input_details()[0]
+        self.windows = int(self._input["shape"][1])
+
+    def probabilities(self, samples: np.ndarray, key: object = None) -> list[float]:
+        made = self.frontend.process(samples, key if key is not None else object())
+        embeddings = self.frontend.embeddings
+        out = []
+        for back in range(made - 1, -1, -1):
+            end = len(embeddings) - back
+            if end >= self.windows:
+                out.append(float(_run(self.interpreter, embeddings[end - self.windows : end][None]).item()))
+        return out
+
+    def reset(self) -> None:
+        self.frontend.reset()
+
+
 class MicroWakeWordModel:
     """One streaming microWakeWord model: features in, one probability per model stride out."""
 
@@ -115,7 +187,7 @@ class MicroWakeWordModel:
         self._pending = b""
         self._features: list[list[float]] = []
 
-    def probabilities(self, samples: np.ndarray) -> list[float]:
+    def probabilities(self, samples: np.ndarray, key: object = None) -> list[float]:
         audio = self._pending + samples.astype("<i2").tobytes()
         offset, out = 0, []
         while offset + FEATURE_STEP_SAMPLES * 2 <= len(audio):
@@ -166,7 +238,7 @@ class MultiWakeDetector:
         detections = []
         end_s = frame.audio_s + len(frame.samples) / FRAME_RATE
         for slot in self.slots:
-            for probability in slot.model.probabilities(frame.samples):
+            for probability in slot.model.probabilities(frame.samples, key=(id(self), frame.index, frame.audio_s)):
                 slot.window.append(probability)
             if not slot.window:
                 continue
@@ -193,18 +265,34 @@ class MultiWakeDetector:
             slot.latched = False
 
 
+def find_openwakeword_model(name: str, models_dir: Path) -> WakeModelInfo:
+    """openWakeWord models carry no metadata: threshold 0.5 and no averaging, as upstream."""
+    for folder in ("custom", "openwakeword"):
+        path = models_dir / "wake" / folder / f"{name}.tflite"
+        if path.exists():
+            return WakeModelInfo(name=name, phrase=name.replace("_", " "), tflite=path, cutoff=0.5, window=1)
+    raise WakeModelError(f"no openWakeWord model {name!r} in {models_dir / 'wake' / 'openwakeword'}")
+
+
 def create_wake_detector(config: Config) -> MultiWakeDetector:
     """Load every configured wake model (and the stop word) once, at start-up."""
     wake = config.wake
     names = list(dict.fromkeys(wake.models + ([wake.stop_word] if wake.stop_word else [])))
     if not names:
         raise WakeModelError("wake.models is empty: configure at least one wake word")
+    frontend = OpenWakeWordFrontend(config.models_dir / "wake" / "openwakeword") \
+        if wake.engine == "openwakeword" else None
     slots = []
     for name in names:
-        info = find_model(name, config.models_dir)
+        if frontend is not None:
+            info = find_openwakeword_model(name, config.models_dir)
+            model = OpenWakeWordModel(info, frontend)
+        else:
+            info = find_model(name, config.models_dir)
+            model = MicroWakeWordModel(info)
         threshold = wake.thresholds.get(name, wake.threshold or info.cutoff)
         window = wake.trigger_frames or info.window
-        slots.append(_Slot(MicroWakeWordModel(info), threshold, collections.deque(maxlen=window),
+        slots.append(_Slot(model, threshold, collections.deque(maxlen=window),
                            is_stop_word=name == wake.stop_word and name not in wake.models))
     return MultiWakeDetector(slots, wake.refractory_s)
 

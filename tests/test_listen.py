@@ -154,3 +154,12 @@ def test_listen_cli_prints_wake_and_speech_times(tmp_path):
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [e["event"] for e in events] == ["wake", "speech_start", "speech_end"], result.stderr[-1500:]
     assert events[0]["word"] == "okay_nabu" and events[1]["time_s"] < events[2]["time_s"]
+
+
+@pytest.mark.parametrize("phrase, make", [("Hey Jarvis", piper_wav), ("Hey Jarvis", espeak_wav), ("Alexa", espeak_wav)])
+def test_openwakeword_models_on_litert(config, tmp_path, phrase, make):
+    config.wake.engine = "openwakeword"
+    config.wake.models = ["hey_jarvis", "alexa"]
+    detections = wake_on(config, [0.5, make(phrase), 0.5], tmp_path)
+    assert [d.word for d in detections] == [phrase.lower().replace(" ", "_")]
+    assert wake_on(config, [0.3, piper_wav(NEGATIVES[0]), 0.3, espeak_wav(NEGATIVES[2]), 0.3], tmp_path) == []

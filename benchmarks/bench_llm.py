@@ -1,0 +1,82 @@
+"""LLM figures: embedded time to first token and tokens/s, failover cost, routing decision time.
+
+Usage: python benchmarks/bench_llm.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from edgeagent.config import load_config  # noqa: E402
+from edgeagent.daemon import build_router  # noqa: E402
+from edgeagent.llm.conversation import Conversation  # noqa: E402
+from edgeagent.llm.openai_client import OpenAiChat  # noqa: E402
+from edgeagent.llm.router import RouteResult  # noqa: E402
+
+QUESTIONS = ["What is the capital of France?", "How many legs does a spider have?", "Tell me a fun fact about cats.",
+             "What is the boiling point of water?", "Who wrote Romeo and Juliet?", "What do bees make?"]
+
+
+def pct(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+
+
+async def stall_server():
+    async def handle(reader, writer):
+        await asyncio.sleep(60)  # accepts, never answers
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def main() -> None:
+    config = load_config(None, env={})
+    router = build_router(config)
+    conversation = Conversation(config.llm.system_prompt)
+    ttft, rates = [], []
+    for _ in range(2):
+        for question in QUESTIONS:
+            result = RouteResult()
+            async for _token in router.stream(conversation.messages_for(question), result):
+                pass
+            done = time.monotonic()
+            ttft.append((result.first_token_t - result.request_t) * 1000)
+            if result.tokens > 1:
+                rates.append((result.tokens - 1) / (done - result.first_token_t))
+    print(f"embedded SmolLM2-135M Q4_1 ({router.local.llama.n_threads if hasattr(router.local.llama, 'n_threads') else '?'} threads), "
+          f"{len(ttft)} requests")
+    print(f"  time to first token  P50 {pct(ttft, .5):6.0f} ms   P90 {pct(ttft, .9):6.0f} ms")
+    print(f"  generation           P50 {pct(rates, .5):6.1f} tok/s  P90 {pct(rates, .1):6.1f} tok/s (slowest decile)")
+
+    server = await stall_server()
+    port = server.sockets[0].getsockname()[1]
+    router.cloud = OpenAiChat(f"http://127.0.0.1:{port}/v1", "m")
+    router.first_token_deadline_s = 0.5
+    overheads = []
+    for question in QUESTIONS[:4]:
+        router.breaker.failures = 0
+        result = RouteResult()
+        async for _token in router.stream(conversation.messages_for(question), result):
+            pass
+        local_ttft = pct(ttft, .5) / 1000
+        overheads.append(((result.first_token_t - result.request_t) - router.first_token_deadline_s - local_ttft) * 1000)
+    server.close()
+    print(f"  failover: first token after a stalled cloud = deadline 500 ms + local TTFT + "
+          f"{statistics.median(overheads):.0f} ms (median of {len(overheads)}, target <= 50)")
+
+    router.cloud_reachable = False
+    started = time.perf_counter()
+    for _ in range(10000):
+        router.choose()
+    print(f"  routing decision with the cloud known down: {(time.perf_counter() - started) / 10000 * 1e6:.1f} µs "
+          f"(target <= 1 ms)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
