@@ -115,13 +115,17 @@ class OpenWakeWordFrontend:
         self._mels = np.zeros((0, self.MELS), np.float32)
         self.embeddings = np.zeros((0, self.EMBED_DIM), np.float32)
         self._last_key: object = None
+        # a classifier looks at ~1.3 s of embeddings, which take ~0.8 s of mels to start: fill the
+        # history with silence now, so a wake word right at the start of a stream is heard
+        self.process(np.zeros(self.CHUNK * 28, np.int16), key=("prefill", id(self)))
+        self._last_key = None
 
     def process(self, samples: np.ndarray, key: object) -> int:
         """Advance by one frame (once per ``key``); returns how many new embeddings it made."""
         if key == self._last_key:
             return self._made
         self._last_key, self._made = key, 0
-        self._audio = np.concatenate([self._audio, samples.astype(np.float32)])[-(self.WINDOW + self.CHUNK):]
+        self._audio = np.concatenate([self._audio, samples.astype(np.float32)])
         self._pending += len(samples)
         while self._pending >= self.CHUNK:
             self._pending -= self.CHUNK
@@ -133,6 +137,7 @@ class OpenWakeWordFrontend:
                 embedding = _run(self._embed, self._mels[None, :, :, None]).reshape(1, self.EMBED_DIM)
                 self.embeddings = np.concatenate([self.embeddings, embedding])[-64:]
                 self._made += 1
+        self._audio = self._audio[-(self.WINDOW + self._pending):]  # all the next window can need
         return self._made
 
 
