@@ -30,7 +30,10 @@ def pct(values, q):
 
 async def stall_server():
     async def handle(reader, writer):
-        await asyncio.sleep(60)  # accepts, never answers
+        try:
+            await asyncio.sleep(60)  # accepts, never answers
+        except asyncio.CancelledError:  # the benchmark is over
+            writer.close()
 
     return await asyncio.start_server(handle, "127.0.0.1", 0)
 
