@@ -62,7 +62,7 @@ distclean: clean
 	find models -mindepth 1 -maxdepth 1 ! -name manifest.toml ! -name README.md -exec rm -rf {} +
 
 # ---- OS image (image/build.sh; needs root; arm64 runs maintainer scripts through qemu-user-static)
-IMAGE_APT := mmdebstrap dosfstools mtools fdisk e2fsprogs qemu-user-static binfmt-support qemu-system-x86
+IMAGE_APT := mmdebstrap arch-test dosfstools mtools fdisk e2fsprogs qemu-user-static binfmt-support qemu-system-x86
 
 image-deps: ## host tools for building and booting images
 	@missing=$$(for p in $(IMAGE_APT); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
