@@ -68,11 +68,11 @@ mmdebstrap_base() {
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
     --dpkgopt='path-exclude=/usr/share/info/*' \
     --setup-hook='mkdir -p "$1/boot/firmware"' \
-    --essential-hook='printf "ROOTPART=LABEL=RASPIROOT\nCONSOLES=\"serial0,115200 tty1\"\n" > "$1/etc/default/raspi-firmware" || true' \
     --customize-hook='rm -f "$1/etc/machine-id"; : > "$1/etc/machine-id"' \
     --customize-hook='rm -rf "$1/var/cache/apt/archives/"*.deb "$1/var/lib/apt/lists/"*_Packages' \
     "$SUITE" "$1" "deb $MIRROR $SUITE main non-free-firmware"
 }
+if [ -n "${IMAGE_PRINT_BASE:-}" ]; then echo "$BASE"; exit 0; fi  # the cache key, e.g. for CI caches
 if [ ! -s "$BASE" ]; then
   log "mmdebstrap $SUITE from $MIRROR (${#PACKAGES[@]} packages + dependencies)"
   mmdebstrap_base "$BASE.part"
@@ -172,7 +172,12 @@ BOOTFILES=$WORK/bootfiles
 rm -rf "$BOOTFILES"; mkdir -p "$BOOTFILES"
 case $ARCH in
   arm64)
-    # raspi-firmware's kernel hook filled /boot/firmware: start*.elf, fixup*.dat, DTBs, vmlinuz, initrd, config.txt, cmdline.txt
+    # raspi-firmware's kernel hook fills /boot/firmware (start*.elf, fixup*.dat, DTBs, vmlinuz, initrd,
+    # config.txt, cmdline.txt). Inside mmdebstrap it took the root device from the build host's mounts:
+    # name the image's root by label and HDMI + the Pi 4 UART as consoles, then run it again.
+    sed -i -e 's/^#\?ROOTPART=.*/ROOTPART=LABEL=RASPIROOT/' -e 's/^#\?CONSOLES=.*/CONSOLES="ttyS1,115200 tty0"/' \
+      "$ROOTFS/etc/default/raspi-firmware"
+    in_root env DEB_MAINT_PARAMS=configure /etc/kernel/postinst.d/z50-raspi-firmware
     cp -a "$ROOTFS/boot/firmware/." "$BOOTFILES/" ;;
   amd64)
     # The CI variant boots with QEMU -kernel/-initrd/-append taken from this partition (the way the
