@@ -12,7 +12,7 @@ APT_PACKAGES := python3-venv python3-dev build-essential cmake pkg-config portau
                 systemd openssl
 PYTEST_ARGS ?= -q
 
-.PHONY: install apt venv models test run bench bench-stages doctor clean distclean install-service uninstall-service
+.PHONY: install apt venv models test run bench bench-stages doctor clean distclean install-service uninstall-service image image-amd64 image-deps test-image
 
 install: apt venv models ## apt packages, .venv with every extra, models from packages
 
@@ -68,3 +68,22 @@ install-service: ## as root on a device: /opt/edgeagent, user, unit enabled (DES
 
 uninstall-service: ## removes the service and /opt/edgeagent; keeps config and state
 	$(SUDO) DESTDIR=$(DESTDIR) systemd/install.sh uninstall
+
+# ---- OS image (image/build.sh; needs root; arm64 runs maintainer scripts through qemu-user-static)
+IMAGE_APT := mmdebstrap arch-test dosfstools mtools fdisk e2fsprogs qemu-user-static binfmt-support qemu-system-x86
+
+image-deps: ## host tools for building and booting images
+	@missing=$$(for p in $(IMAGE_APT); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; fi
+	@[ "$$(dpkg --print-architecture)" = arm64 ] || [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || { \
+	  mountpoint -q /proc/sys/fs/binfmt_misc || $(SUDO) mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; \
+	  $(SUDO) update-binfmts --enable qemu-aarch64; }
+
+image: image-deps ## Raspberry Pi (arm64) SD-card image: image/out/edgeagent-arm64.img
+	$(SUDO) image/build.sh arm64
+
+image-amd64: image-deps ## the same image for amd64 / QEMU: image/out/edgeagent-amd64.img
+	$(SUDO) image/build.sh amd64
+
+test-image: image-deps venv ## slow: build the amd64 image, boot it in QEMU, check provisioning and READY
+	$(BIN)/python -m pytest -m slow -q tests/test_image.py
