@@ -66,8 +66,9 @@ class StreamingTranscriber:
         await asyncio.wrap_future(self._executor.submit(self._reset_on_worker))
 
     async def close(self) -> None:
+        """Stop the worker thread.  The recognizer stays open: whoever created it closes it."""
         self._generation += 1
-        await asyncio.wrap_future(self._executor.submit(self.recognizer.close))
+        await asyncio.wrap_future(self._executor.submit(self.recognizer.reset))
         self._executor.shutdown(wait=False)
 
     def _submit(self, fn, *args):

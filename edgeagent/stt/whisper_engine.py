@@ -11,6 +11,7 @@ speaks (every ``partial_interval_s`` of new audio, only when no decode is runnin
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,6 +37,8 @@ class WhisperRecognizer:
     def __init__(self, model_dir: Path, language: str = "en", speculate_after_ms: int = 180,
                  partial_interval_s: float = 1.0, cpu_threads: int | None = None):
         from faster_whisper import WhisperModel
+
+        logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every decode at INFO
 
         model_dir = Path(model_dir)
         if not (model_dir / "model.bin").is_file():
