@@ -38,21 +38,17 @@ from edgeagent.trace import TurnTrace, ms_between
 log = logging.getLogger("edgeagent.agent")
 
 APOLOGY = "Sorry, something went wrong. Please try again."
-SPECULATE_AFTER_MS = 160  # trailing silence after which STT starts its final decode early
 
 
 class Transcriber(Protocol):
-    def start(self, preroll=None) -> None: ...
+    """``edgeagent.stt.streaming.StreamingTranscriber``: feeding never blocks; the engine decodes
+    speculatively in trailing silence on its own worker thread."""
 
-    def feed(self, frame: Frame) -> None: ...
-
-    def speculate(self) -> None: ...
-
-    def cancel_speculation(self) -> None: ...
+    def feed(self, frame) -> None: ...
 
     async def finish(self) -> TranscriptFinal: ...
 
-    def reset(self) -> None: ...
+    async def reset(self) -> None: ...
 
 
 class BargeInDetector(Protocol):
@@ -130,6 +126,7 @@ class TurnController:
         self.finished: list[TurnTrace] = []
         self.muted = False
         self._follow_up_pending = False
+        self._housekeeping: set[asyncio.Task] = set()
         self._stopping = False
 
     # ------------------------------------------------------------ public control
@@ -230,17 +227,12 @@ class TurnController:
         turn = self.turn
         assert turn is not None
         events = self.endpointer.process(frame)
-        state = self.endpointer.state
-        if state.in_speech and not events:
+        if self.endpointer.state.in_speech and not events:
             self.transcriber.feed(frame)
-            if state.silence_ms >= SPECULATE_AFTER_MS:
-                self.transcriber.speculate()  # likely the end: start the final decode now
-            elif state.silence_ms == 0:
-                self.transcriber.cancel_speculation()
         for event in events:
             if isinstance(event, SpeechStarted):
                 turn.marks.speech_start = event.t
-                self.transcriber.start(self.endpointer.preroll())
+                self.transcriber.feed(self.endpointer.preroll())  # the utterance starts with its pre-roll
             elif isinstance(event, SpeechEnded):
                 lag = frame.audio_s + frame.duration_s - event.audio_s
                 turn.marks.speech_end_true = event.t - max(0.0, lag)
@@ -330,14 +322,14 @@ class TurnController:
         self.silence_speaker()
         if turn.task:
             turn.task.cancel()
-        self.transcriber.reset()
+        self._background(self.transcriber.reset())
         turn.trace.outcome, turn.trace.error = "error", reason
         self._publish(turn)
         self.turn = None
         self._set_state(AgentState.IDLE, reason)
 
     def _finish_turn_no_speech(self, turn: Turn) -> None:
-        self.transcriber.reset()
+        self._background(self.transcriber.reset())
         self.turn = None
         self._set_state(AgentState.IDLE, "no speech")
         if not turn.follow_up:  # an unanswered follow-up window is not a turn
@@ -368,6 +360,12 @@ class TurnController:
                 self.barge_in.stop()
         log.debug("state %s -> %s (%s)", change.old.value, new.value, reason)
         self.on_state(change)
+
+    def _background(self, coroutine) -> None:
+        """Run housekeeping (an STT reset) without blocking the frame; keep a reference until done."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._housekeeping.add(task)
+        task.add_done_callback(self._housekeeping.discard)
 
     def speaking_started(self) -> None:
         """The responder calls this when the first reply audio reaches the speaker."""

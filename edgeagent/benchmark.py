@@ -197,7 +197,9 @@ def naive_ttfa_ms(config: Config, stages, specs: list[TurnSpec], workdir: Path) 
             continue
         question = read_audio(voices()[spec.voice](spec.question))
         started = time.monotonic()
-        text = recognizer.decode(question).text
+        recognizer.start()
+        recognizer.feed(question)
+        text = recognizer.finish().text
         reply = asyncio.run(_collect(local.stream(Conversation(config.llm.system_prompt).messages_for(text))))
         for _ in stages.synthesizer.synthesize(reply or "Okay."):
             pass

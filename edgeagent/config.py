@@ -95,8 +95,10 @@ class VadConfig:
 class SttConfig:
     engine: Literal["whisper", "pocketsphinx", "vosk"] = "whisper"
     vosk_model_dir: str = ""
-    grammar: str = ""  # JSGF file for pocketsphinx grammar mode
+    grammar: str = ""  # pocketsphinx: a .jsgf/.gram grammar, or a keyphrase list file; empty: free-form LM
     language: str = "en"
+    speculate_after_ms: int = bounded(180, 0, 2000)  # whisper: decode once this much pause follows speech; 0: off
+    partial_interval_s: float = bounded(1.0, 0.0, 10.0)  # whisper: background partial decodes; 0: none
 
 
 @dataclass

@@ -35,7 +35,7 @@ from edgeagent.llm.router import LlmRouter
 from edgeagent.modelstore import model_path
 from edgeagent.responder import VoiceResponder
 from edgeagent.stt import create_recognizer
-from edgeagent.stt.streaming import UtteranceTranscriber
+from edgeagent.stt.streaming import StreamingTranscriber
 from edgeagent.tts.factory import create_synthesizer
 from edgeagent.tts.output import open_output
 from edgeagent.tts.speaker import Speaker
@@ -53,13 +53,14 @@ class Stages:
 
     wake: object
     endpointer: object
-    transcriber: UtteranceTranscriber
+    transcriber: StreamingTranscriber
     router: LlmRouter
     conversation: Conversation
     synthesizer: object
 
     def close(self) -> None:
-        self.transcriber.close()
+        self.transcriber.shutdown()
+        self.transcriber.recognizer.close()
 
 
 def build_router(config: Config) -> LlmRouter:
@@ -80,7 +81,7 @@ def load_stages(config: Config) -> Stages:
     return Stages(
         wake=create_wake_detector(config),
         endpointer=create_endpointer(config, create_voice_activity(config)),
-        transcriber=UtteranceTranscriber(create_recognizer(config), on_partial=log_partial),
+        transcriber=StreamingTranscriber(create_recognizer(config), on_partial=log_partial),
         router=build_router(config),
         conversation=Conversation(config.llm.system_prompt, config.llm.history_turns),
         synthesizer=create_synthesizer(config),

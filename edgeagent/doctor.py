@@ -187,3 +187,34 @@ def run_checks(config: Config, checks: Iterable[CheckFn] = CHECKS) -> list[Check
         except Exception as exc:  # a broken check must not hide the others
             results.append(Check("doctor", fn.__name__, "fail", f"check crashed: {exc}"))
     return results
+
+
+def check_stt(config: Config) -> Iterable[Check]:
+    """The configured STT engine can be built; for vosk, explain how to add an English model."""
+    vosk_help = ("no English vosk model is packaged (PyPI/Debian): unpack one, e.g. vosk-model-small-en-us-0.15 "
+                 "from the Vosk model list, into /var/lib/edgeagent/models/stt/vosk-en and set "
+                 "stt.vosk_model_dir to that directory")
+    if config.stt.vosk_model_dir:
+        from pathlib import Path
+
+        from edgeagent.stt.base import SttError
+        from edgeagent.stt.vosk_engine import check_vosk_model_dir
+
+        try:
+            check_vosk_model_dir(Path(config.stt.vosk_model_dir))
+            yield Check("stt", "vosk model", "ok", config.stt.vosk_model_dir)
+        except SttError as exc:
+            yield Check("stt", "vosk model", "fail" if config.stt.engine == "vosk" else "warn", f"{exc}; {vosk_help}")
+    else:
+        yield Check("stt", "vosk model", "fail" if config.stt.engine == "vosk" else "ok",
+                    f"stt.vosk_model_dir not set: {vosk_help}")
+    if config.stt.engine != "vosk":
+        from edgeagent.stt import SttError, packaged_model_dir
+
+        try:
+            yield Check("stt", f"{config.stt.engine} model", "ok", str(packaged_model_dir(config, config.stt.engine)))
+        except SttError as exc:
+            yield Check("stt", f"{config.stt.engine} model", "fail", str(exc))
+
+
+CHECKS.append(check_stt)

@@ -1,100 +1,122 @@
-"""Feeds a whole-utterance recognizer from the event loop without ever blocking it.
+"""The asyncio face of a blocking recognizer: frames in, partial events out, a final on demand.
 
-Audio is collected on the loop (cheap); decoding runs on one dedicated worker thread.  While
-the user speaks, a partial decode runs whenever the worker is idle (at most every
-``partial_interval_s``); once the endpointer reports trailing silence, ``speculate()`` starts
-the final decode early, and ``finish()`` returns that result at once if no speech followed.
+Every call into the recognizer runs on ONE dedicated worker thread, in submission order, so
+the engine never sees concurrent calls and the event loop never waits on inference (``feed``
+only enqueues).  ``reset()`` (barge-in) bumps a generation number: work queued for the old
+utterance is skipped, and partials from it are never delivered.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
 
+from edgeagent.audio.convert import StreamResampler
 from edgeagent.audio.frames import Frame
 from edgeagent.events import TranscriptFinal, TranscriptPartial
-from edgeagent.stt.base import Transcript
+from edgeagent.stt.base import SAMPLE_RATE, Recognizer
 
 
-class UtteranceTranscriber:
-    def __init__(self, recognizer, on_partial: Callable[[TranscriptPartial], None] = lambda p: None,
-                 partial_interval_s: float = 1.0):
+class StreamingTranscriber:
+    """One utterance at a time: ``feed`` frames, read ``partials``, ``await finish()``, ``await reset()``."""
+
+    def __init__(self, recognizer: Recognizer, input_rate: int = SAMPLE_RATE,
+                 on_partial: Callable[[TranscriptPartial], None] | None = None):
         self.recognizer = recognizer
+        self.input_rate = input_rate
         self.on_partial = on_partial
-        self.partial_interval_s = partial_interval_s
-        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stt")
-        self._chunks: list[np.ndarray] = []
-        self._samples = 0
-        self._utterance = 0  # bumped by start/reset so stale results are ignored
-        self._busy: concurrent.futures.Future | None = None
-        self._last_partial = 0.0
-        self._speculation: tuple[int, concurrent.futures.Future] | None = None
+        self.partials: asyncio.Queue[TranscriptPartial] = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"stt-{recognizer.name}")
+        self._generation = 0
+        self._open = False  # an utterance has been started on the worker
+        self._resampler = StreamResampler(input_rate, SAMPLE_RATE)
 
-    def start(self, preroll: np.ndarray | None = None) -> None:
-        self._utterance += 1
-        self._chunks, self._samples, self._speculation = [], 0, None
-        self._last_partial = time.monotonic()
-        if preroll is not None and len(preroll):
-            self._append(preroll)
+    # ------------------------------------------------------------ event-loop side
 
-    def feed(self, frame: Frame) -> None:
-        self._append(frame.samples)
-        now = time.monotonic()
-        if self._speculation is None and (self._busy is None or self._busy.done()) \
-                and now - self._last_partial >= self.partial_interval_s:
-            self._last_partial = now
-            self._busy = self._submit(self._partial_done)
-
-    def speculate(self) -> None:
-        """Trailing silence began: decode what we have now, in case the user has finished."""
-        if self._speculation is None:
-            self._speculation = (self._samples, self._submit(None))
-
-    def cancel_speculation(self) -> None:
-        """Speech resumed: the speculative result no longer covers the utterance."""
-        self._speculation = None
+    def feed(self, frame: Frame | np.ndarray) -> None:
+        """Queue one frame (int16 mono at ``input_rate``); returns at once."""
+        samples = frame.samples if isinstance(frame, Frame) else frame
+        if not self._open:
+            self._open = True
+            self._submit(self._start_on_worker)
+        future = self._submit(self._feed_on_worker, np.array(samples, dtype=np.int16, copy=True))
+        generation, loop = self._generation, asyncio.get_running_loop()
+        future.add_done_callback(lambda f: self._deliver(f, loop, generation))
 
     async def finish(self) -> TranscriptFinal:
-        """The final transcript; reuses the speculative decode unless speech resumed after it."""
-        speculation, self._speculation = self._speculation, None
-        future = speculation[1] if speculation is not None else self._submit(None)
-        result: Transcript = await asyncio.wrap_future(future)
-        return TranscriptFinal(t=time.monotonic(), text=result.text, confidence=result.confidence,
+        """Wait for queued frames, end the utterance and return its final transcript."""
+        generation = self._generation
+        self._open = False
+        transcript = await asyncio.wrap_future(self._submit(self._finish_on_worker))
+        if transcript is None or generation != self._generation:  # reset() raced with us
+            return TranscriptFinal(t=time.monotonic(), text="", confidence=None, engine=self.recognizer.name)
+        return TranscriptFinal(t=time.monotonic(), text=transcript.text, confidence=transcript.confidence,
                                engine=self.recognizer.name)
 
-    def reset(self) -> None:
-        self._utterance += 1
-        self._chunks, self._samples, self._speculation = [], 0, None
+    async def reset(self) -> None:
+        """Drop the current utterance and everything queued for it (barge-in, cancelled turn)."""
+        self._generation += 1
+        self._open = False
+        while not self.partials.empty():
+            self.partials.get_nowait()
+        await asyncio.wrap_future(self._executor.submit(self._reset_on_worker))
 
-    def close(self) -> None:
-        self._worker.shutdown(wait=False, cancel_futures=True)
+    def shutdown(self) -> None:
+        """Synchronous stop for shutdown paths without a running loop: drop queued work, end the thread."""
+        self._generation += 1
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def _append(self, samples: np.ndarray) -> None:
-        self._chunks.append(samples)
-        self._samples += len(samples)
+    async def close(self) -> None:
+        """Stop the worker thread.  The recognizer stays open: whoever created it closes it."""
+        self._generation += 1
+        await asyncio.wrap_future(self._executor.submit(self.recognizer.reset))
+        self._executor.shutdown(wait=False)
 
-    def _submit(self, done: Callable | None) -> concurrent.futures.Future:
-        audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
-        future = self._worker.submit(self.recognizer.decode, audio)
-        if done is not None:
-            utterance = self._utterance
-            loop = asyncio.get_running_loop()
+    def _submit(self, fn, *args):
+        return self._executor.submit(self._guarded, self._generation, fn, *args)
 
-            def deliver(f: concurrent.futures.Future) -> None:
-                try:
-                    loop.call_soon_threadsafe(done, utterance, f)
-                except RuntimeError:  # the loop closed while decoding (shutdown): nobody to tell
-                    pass
+    def _deliver(self, future, loop: asyncio.AbstractEventLoop, generation: int) -> None:
+        """Runs on the worker: hand a new partial to the loop (dropped if the utterance was reset)."""
+        if future.cancelled() or future.exception() is not None or not future.result():
+            return
+        event = TranscriptPartial(t=time.monotonic(), text=future.result())
+        try:
+            loop.call_soon_threadsafe(self._publish, event, generation)
+        except RuntimeError:  # loop closed
+            pass
 
-            future.add_done_callback(deliver)
-        return future
+    def _publish(self, event: TranscriptPartial, generation: int) -> None:
+        if generation != self._generation:
+            return
+        self.partials.put_nowait(event)
+        if self.on_partial is not None:
+            self.on_partial(event)
 
-    def _partial_done(self, utterance: int, future: concurrent.futures.Future) -> None:
-        if utterance == self._utterance and not future.cancelled() and future.exception() is None:
-            text = future.result().text
-            if text:
-                self.on_partial(TranscriptPartial(t=time.monotonic(), text=text))
+    # ------------------------------------------------------------ worker side
+
+    def _guarded(self, generation: int, fn, *args):
+        if generation != self._generation:
+            return None  # queued for an utterance that was reset
+        return fn(*args)
+
+    def _start_on_worker(self) -> None:
+        self._resampler = StreamResampler(self.input_rate, SAMPLE_RATE)
+        self.recognizer.start()
+
+    def _feed_on_worker(self, samples: np.ndarray) -> str | None:
+        samples = self._resampler.process(samples)
+        return self.recognizer.feed(samples) if len(samples) else None
+
+    def _finish_on_worker(self):
+        tail = self._resampler.process(np.zeros(0, np.int16), last=True)
+        if len(tail):
+            self.recognizer.feed(tail)
+        return self.recognizer.finish()
+
+    def _reset_on_worker(self) -> None:
+        self._resampler = StreamResampler(self.input_rate, SAMPLE_RATE)
+        self.recognizer.reset()

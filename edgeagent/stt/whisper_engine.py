@@ -1,0 +1,148 @@
+"""Whisper tiny.en through faster-whisper (CTranslate2 int8): accurate, but not streaming.
+
+Whisper decodes a whole utterance at once (~0.3-0.8 s here), so waiting for end of turn and
+then decoding would add that to every reply.  Instead we decode *speculatively*: as soon as
+``speculate_after_ms`` of low energy follows speech, the audio so far is decoded on a
+background thread.  If no new speech arrives before ``finish()`` (the endpointer needs
+~500 ms of silence to decide), that result is returned at once; otherwise it is discarded and
+the utterance decoded again.  Partials come from occasional background decodes while the user
+speaks (every ``partial_interval_s`` of new audio, only when no decode is running).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeagent.stt.base import SAMPLE_RATE, SttError, Transcript, as_int16
+from edgeagent.stt.energy import PauseTracker
+
+
+@dataclass
+class _Decode:
+    future: Future
+    samples: int  # audio length it covers
+    speech_frames: int  # speech frames seen when it started: later speech makes it stale
+
+
+class WhisperRecognizer:
+    name = "whisper"
+
+    def __init__(self, model_dir: Path, language: str = "en", speculate_after_ms: int = 180,
+                 partial_interval_s: float = 1.0, cpu_threads: int | None = None):
+        from faster_whisper import WhisperModel
+
+        logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every decode at INFO
+
+        model_dir = Path(model_dir)
+        if not (model_dir / "model.bin").is_file():
+            raise SttError(f"whisper model missing: {model_dir}/model.bin not found; run `edgeagent models install`")
+        threads = cpu_threads or min(4, os.cpu_count() or 1)
+        try:
+            self._model = WhisperModel(str(model_dir), device="cpu", compute_type="int8", cpu_threads=threads)
+        except (RuntimeError, ValueError) as exc:
+            raise SttError(f"faster-whisper could not load {model_dir}: {exc}") from None
+        self.language = language
+        self._speculate_samples = SAMPLE_RATE * speculate_after_ms // 1000 if speculate_after_ms else 0
+        self._partial_samples = int(SAMPLE_RATE * partial_interval_s)
+        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="whisper-decode")
+        self._pause = PauseTracker()
+        self.speculation_hits = 0  # finishes answered by a speculative decode (benchmarks report it)
+        self.reset()
+
+    # ------------------------------------------------------------ Recognizer
+
+    def start(self) -> None:
+        self.reset()
+
+    def feed(self, samples: np.ndarray) -> str | None:
+        samples = as_int16(samples)
+        self._chunks.append(samples)
+        self._samples += len(samples)
+        if self._pause.update(samples):
+            self._speech_frames += 1
+        partial = self._collect_partial()
+        if self._pause.heard_speech:
+            if self._speculate_samples and self._pause.trailing_samples >= self._speculate_samples:
+                self._maybe_speculate()
+            elif self._pause.trailing_samples == 0:
+                self._maybe_partial()
+        return partial
+
+    def finish(self) -> Transcript:
+        try:
+            if not self._pause.heard_speech:
+                return Transcript("", None)  # whisper invents words on pure silence
+            spec = self._speculation
+            if spec is not None and spec.speech_frames == self._speech_frames:
+                self.speculation_hits += 1
+                return spec.future.result()
+            return self._submit(self._samples).future.result()
+        finally:
+            self.reset()
+
+    def reset(self) -> None:
+        self._chunks: list[np.ndarray] = []
+        self._samples = 0
+        self._speech_frames = 0
+        self._pause.reset()
+        self._speculation: _Decode | None = None
+        self._partial: _Decode | None = None
+        self._partial_at = 0
+        self._last_partial = ""
+
+    def close(self) -> None:
+        self.reset()
+        self._decoder.shutdown(wait=True, cancel_futures=True)
+
+    # ------------------------------------------------------------ decoding
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        """Decode int16 16 kHz audio in one go (blocking)."""
+        floats = audio.astype(np.float32) / 32768.0
+        segments, _info = self._model.transcribe(
+            floats, language=self.language, beam_size=1, without_timestamps=True,
+            condition_on_previous_text=False, vad_filter=False,
+        )
+        segments = list(segments)
+        text = " ".join(s.text.strip() for s in segments).strip()
+        if not segments:
+            return Transcript("", None)
+        mean_logprob = sum(s.avg_logprob for s in segments) / len(segments)
+        return Transcript(text, round(math.exp(mean_logprob), 3))
+
+    def _submit(self, samples: int) -> _Decode:
+        audio = np.concatenate(self._chunks)[:samples] if self._chunks else np.zeros(0, np.int16)
+        return _Decode(self._decoder.submit(self.transcribe, audio), samples, self._speech_frames)
+
+    def _busy(self) -> bool:
+        return any(d is not None and not d.future.done() for d in (self._speculation, self._partial))
+
+    def _maybe_speculate(self) -> None:
+        spec = self._speculation
+        if spec is not None and spec.speech_frames == self._speech_frames:
+            return  # already decoding exactly this speech
+        speech_end = self._samples - self._pause.trailing_samples
+        self._speculation = self._submit(speech_end)
+
+    def _maybe_partial(self) -> None:
+        if self._partial_samples and self._samples - self._partial_at >= self._partial_samples and not self._busy():
+            self._partial_at = self._samples
+            self._partial = self._submit(self._samples)
+
+    def _collect_partial(self) -> str | None:
+        decode = self._partial
+        if decode is None or not decode.future.done():
+            return None
+        self._partial = None
+        text = decode.future.result().text
+        if text and text != self._last_partial:
+            self._last_partial = text
+            return text
+        return None
