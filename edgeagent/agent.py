@@ -175,6 +175,8 @@ class TurnController:
             self.on_frame(Frame(silence, index, audio_s, time.monotonic()))
         if self.turn is not None:  # stuck past the limit: cancel rather than hang shutdown
             self._abandon_turn("shutdown")
+        if self._housekeeping:  # e.g. the STT reset of a closed follow-up window: done before stages close
+            await asyncio.gather(*self._housekeeping, return_exceptions=True)
 
     def listen(self) -> None:
         """Open a turn without the wake word (remote `listen` command, follow-up window)."""
