@@ -192,6 +192,8 @@ class PyAudioMicrophone:
         if self._pa is not None:
             self._pa.terminate()
             self._pa = None
+        if self._queue.full():  # a consumer that stopped reading: make room for the end marker
+            self._queue.get_nowait()
         self._queue.put_nowait(None)
 
 
