@@ -301,11 +301,3 @@ def create_wake_detector(config: Config) -> MultiWakeDetector:
                            is_stop_word=name == wake.stop_word and name not in wake.models))
     return MultiWakeDetector(slots, wake.refractory_s)
 
-
-def tflite_runtime_name() -> str:
-    try:
-        import ai_edge_litert  # noqa: F401
-
-        return "ai-edge-litert"
-    except ImportError:
-        return "tflite-runtime"

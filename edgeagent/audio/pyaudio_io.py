@@ -210,7 +210,6 @@ class PyAudioSpeaker:
         self._lock = threading.Lock()
         self._buffer = frame_samples(buffer_ms, self.sample_rate)
         self.played_samples = 0  # at the device rate
-        self.last_played = np.zeros(0, np.int16)  # the latest block sent to the device: the echo reference
         self.on_first_play = None  # one-shot callback(t) when queued audio starts playing
         self._loop = None
         self._pa = pyaudio.PyAudio()
@@ -233,7 +232,6 @@ class PyAudioSpeaker:
         with self._lock:
             filled = drain_into(self._pending, out)
             self.played_samples += filled
-            self.last_played = out
             callback, loop = self.on_first_play, self._loop
             if filled and callback is not None and loop is not None:
                 self.on_first_play = None
