@@ -60,6 +60,11 @@ def llama_server():
     else:
         process.kill()
         pytest.fail("llama_cpp.server did not start")
+    # one tiny completion first: a cold server's first request pays its warm-up, which on a busy
+    # 2-core machine can outlast a client timeout and turn "healthy cloud" into a failover
+    warm = urllib.request.Request(base + "/chat/completions", method="POST", headers={"Content-Type": "application/json"},
+                                  data=b'{"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}')
+    urllib.request.urlopen(warm, timeout=120).read()
     yield process, base
     process.kill()
     process.wait()

@@ -56,13 +56,13 @@ class FakeCloudServer:
 
 def test_streams_from_an_openai_compatible_server(llama_server):
     _, base = llama_server
-    tokens = asyncio.run(collect(OpenAiChat(base, "smollm2", max_tokens=16).stream(MESSAGES)))
+    tokens = asyncio.run(collect(OpenAiChat(base, "smollm2", max_tokens=16, timeout_s=60).stream(MESSAGES)))
     assert len(tokens) > 1 and "".join(tokens).strip()
 
 
 def test_cloud_outage_fails_over_to_the_embedded_model_in_the_same_turn(llama_server, local):
     process, base = llama_server
-    router = LlmRouter(local, OpenAiChat(base, "smollm2", max_tokens=8), first_token_deadline_s=20)
+    router = LlmRouter(local, OpenAiChat(base, "smollm2", max_tokens=8, timeout_s=60), first_token_deadline_s=60)
     result = RouteResult()
     assert asyncio.run(collect(router.stream(MESSAGES, result))) and result.backend == "cloud"
     process.kill()
