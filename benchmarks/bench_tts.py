@@ -7,7 +7,6 @@ Plain script (``make bench``); about a minute on a 2-core x86 machine.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import sys
 import tempfile
 import time

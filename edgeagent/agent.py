@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Awaitable, Callable, Protocol
+from typing import AsyncIterator, Callable, Protocol
 
 from edgeagent.audio.frames import Frame
 from edgeagent.config import Config
@@ -30,7 +30,6 @@ from edgeagent.events import (
     SpeechStarted,
     StateChanged,
     TranscriptFinal,
-    TranscriptPartial,
     WakeDetected,
 )
 from edgeagent.trace import TurnTrace, ms_between
@@ -69,19 +68,11 @@ class Responder(Protocol):
 
 @dataclass
 class TurnMarks:
-    """Monotonic timestamps of one turn; the trace's durations are computed from these alone."""
+    """The controller's own monotonic timestamps of a turn (LLM and TTS stages time themselves)."""
 
-    wake: float | None = None
-    speech_start: float | None = None
     speech_end_true: float | None = None  # when the user actually stopped (audio position mapped to the clock)
     end_of_turn: float | None = None  # when the endpointer decided
-    stt_final: float | None = None
-    llm_request: float | None = None
-    llm_first_token: float | None = None
-    tts_first_text: float | None = None
-    tts_first_chunk: float | None = None
     first_audio: float | None = None
-    barge_in: float | None = None
     silenced: float | None = None
 
 
@@ -233,7 +224,6 @@ class TurnController:
             self.transcriber.feed(frame)
         for event in events:
             if isinstance(event, SpeechStarted):
-                turn.marks.speech_start = event.t
                 self.transcriber.feed(self.endpointer.preroll())  # the utterance starts with its pre-roll
             elif isinstance(event, SpeechEnded):
                 lag = frame.audio_s + frame.duration_s - event.audio_s
@@ -262,7 +252,6 @@ class TurnController:
         if detection is not None:
             trace.wake_word, trace.wake_score = detection.word, round(detection.score, 3)
         self.turn = Turn(trace=trace, follow_up=follow_up)
-        self.turn.marks.wake = detection.t if detection else time.monotonic()
         if frame is not None:  # a follow-up window closes after follow_up_s without speech
             self.endpointer.begin(frame, lookback_ms, self.config.agent.follow_up_s if follow_up else None)
         self._set_state(AgentState.LISTENING, "wake" if detection else "follow-up")
@@ -271,7 +260,6 @@ class TurnController:
         marks, trace = turn.marks, turn.trace
         try:
             final = await self.transcriber.finish()
-            marks.stt_final = final.t
             trace.end_of_speech_to_final_ms = ms_between(marks.end_of_turn, final.t)
             turn.transcript = final.text.strip()
             trace.transcript = turn.transcript
@@ -301,7 +289,6 @@ class TurnController:
     def _barge_in(self, event: BargeIn, frame: Frame) -> None:
         turn = self.turn
         assert turn is not None
-        turn.marks.barge_in = event.t
         self.silence_speaker()
         turn.marks.silenced = time.monotonic()
         turn.trace.barge_in = True

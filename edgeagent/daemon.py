@@ -19,7 +19,7 @@ from pathlib import Path
 from edgeagent.agent import TurnController
 from edgeagent.audio.timeline import ClockedSink
 from edgeagent.audio.wav import WavSource
-from edgeagent.audio.pyaudio_io import PyAudioMicrophone, PyAudioSpeaker
+from edgeagent.audio.pyaudio_io import PyAudioMicrophone
 from edgeagent.audio.resilient import ResilientSource
 from edgeagent.audio.echo import EchoReference, EchoTap
 from edgeagent.bargein import create_barge_in

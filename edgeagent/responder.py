@@ -41,7 +41,7 @@ class VoiceResponder:
             await chunks.aclose()
             heard = heard or self.speaker.heard()
             self.conversation.record(text, heard.played_text, interrupted=heard.cancelled)
-            self._fill(trace, marks, route, "".join(reply), heard)
+            self._fill(trace, route, "".join(reply), heard)
 
     async def say(self, text: str, marks) -> PlaybackFinished:
         """Speak fixed text (apology, remote `say`) without the LLM."""
@@ -70,10 +70,8 @@ class VoiceResponder:
 
         return started
 
-    def _fill(self, trace: TurnTrace, marks, route: RouteResult, reply: str, heard: PlaybackFinished) -> None:
-        marks.llm_request, marks.llm_first_token = route.request_t, route.first_token_t
+    def _fill(self, trace: TurnTrace, route: RouteResult, reply: str, heard: PlaybackFinished) -> None:
         times = self.speaker.times
-        marks.tts_first_text, marks.tts_first_chunk = times.first_chunk_t, times.first_synth_t
         trace.llm_backend, trace.llm_backend_reason = route.backend, route.reason
         trace.llm_ttft_ms = ms_between(route.request_t, route.first_token_t)
         trace.llm_tokens = route.tokens

@@ -1,7 +1,6 @@
 """The Speaker on the real PortAudio backend (an ALSA file device stands in for a sound card)."""
 
 import asyncio
-import time
 
 import numpy as np
 import pytest

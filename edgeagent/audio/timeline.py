@@ -16,7 +16,6 @@ from typing import Callable
 
 import numpy as np
 
-from edgeagent.audio.convert import StreamResampler
 from edgeagent.audio.frames import FRAME_RATE, frame_samples
 from edgeagent.audio.wav import WavSink
 
@@ -25,10 +24,8 @@ FADE_SAMPLES = FRAME_RATE * 5 // 1000
 
 
 class ClockedSink:
-    def __init__(self, path: str | Path, frame_ms: int = 20, input_rate: int = FRAME_RATE, max_queue_ms: int = 200):
+    def __init__(self, path: str | Path, frame_ms: int = 20, max_queue_ms: int = 200):
         self.sample_rate = FRAME_RATE  # the file matches the input so the two line up sample for sample
-        self.input_rate = input_rate
-        self._resampler = StreamResampler(input_rate, FRAME_RATE)
         self._file = WavSink(path, sample_rate=FRAME_RATE)
         self._frame = frame_samples(frame_ms)
         self._max_queue = frame_samples(max_queue_ms)
@@ -43,8 +40,9 @@ class ClockedSink:
         return self._queued
 
     async def write(self, pcm: np.ndarray) -> None:
-        """Queue int16 audio at ``input_rate``; waits while more than ``max_queue_ms`` is queued."""
-        block = self._resampler.process(np.asarray(pcm, dtype=np.int16))
+        """Queue int16 audio at ``sample_rate`` (the Speaker resamples to it); waits while more than
+        ``max_queue_ms`` is queued."""
+        block = np.asarray(pcm, dtype=np.int16)
         if len(block):
             self._pending.append(block)
             self._queued += len(block)

@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgeagent.audio import AudioError
     from edgeagent.cli import config_from_args
-    from edgeagent.events import NoSpeech, SpeechEnded, SpeechStarted, WakeDetected
+    from edgeagent.events import NoSpeech, SpeechEnded, SpeechStarted
     from edgeagent.vad import create_endpointer, create_voice_activity
     from edgeagent.wake import WakeModelError, create_wake_detector
 
