@@ -82,7 +82,6 @@ class Turn:
     marks: TurnMarks = field(default_factory=TurnMarks)
     task: asyncio.Task | None = None
     transcript: str = ""
-    partials: list[str] = field(default_factory=list)
     follow_up: bool = False  # opened without a wake word
     announcement: bool = False  # remote `say`: spoken, not a conversation turn, no trace
 
@@ -175,9 +174,15 @@ class TurnController:
             self._follow_up_pending = True  # opened on the next frame (the endpointer starts on a frame)
 
     def announce(self, text: str) -> bool:
-        """Speak ``text`` now (remote `say`); False when a turn is in progress."""
+        """Speak ``text`` now (remote `say`); False when a turn is in progress.  An open follow-up
+        window in which nobody has spoken yet is not a turn in progress: the announcement closes it."""
+        if self.turn is not None and self.turn.follow_up and self.turn.task is None \
+                and not self.endpointer.state.in_speech:
+            self.endpointer.end()
+            self._finish_turn_no_speech(self.turn)
         if self.turn is not None or self.state != AgentState.IDLE:
             return False
+        self._follow_up_pending = False  # the window would open on the next frame: the announcement replaces it
         turn = Turn(trace=TurnTrace(device_id=self.config.device.id), announcement=True)
         self.turn = turn
         self._set_state(AgentState.THINKING, "say")

@@ -43,6 +43,10 @@ class Endpointer(Protocol):
         """Audio from just before speech start (int16, 16 kHz), to feed STT first."""
         ...
 
+    def end(self) -> None:
+        """Stop listening without a decision (the listening turn was closed from outside)."""
+        ...
+
 
 class WebRtcActivity:
     """Google's WebRTC VAD: a binary decision per 10/20/30 ms frame."""
@@ -146,6 +150,10 @@ class SilenceEndpointer:
 
     def preroll(self) -> np.ndarray:
         return self._preroll
+
+    def end(self) -> None:
+        self._active = False
+        self.state = EndpointState(False, 0.0, 0.0, 0.0)
 
     def process(self, frame: Frame) -> list[Event]:
         """Call on every frame (also while not listening) so pre-roll is always at hand."""

@@ -22,6 +22,7 @@ def test_daemon_on_wav_with_fleet_notify_and_sigterm(tmp_path, broker):  # noqa:
     notify.bind(str(notify_path))
     notify.settimeout(120)
     watcher = Watcher(broker, ["edgeagent/speaker-1/#"])
+    states = Watcher(broker, ["edgeagent/speaker-1/state"])  # in publish order, apart from the telemetry
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEAGENT_")}
     env["NOTIFY_SOCKET"] = str(notify_path)
     out = tmp_path / "agent.wav"
@@ -37,13 +38,14 @@ def test_daemon_on_wav_with_fleet_notify_and_sigterm(tmp_path, broker):  # noqa:
         assert trace["outcome"] == "answered" and trace["wake_word"] == "okay_nabu"
         assert trace["device_id"] == "speaker-1" and trace["ttfa_ms"] > 0
         assert "transcript" not in trace and "reply" not in trace  # telemetry.include_text is off
-        # after the answer comes the 1 s follow-up window; `say` is refused while a turn is open
-        watcher.get_json("edgeagent/speaker-1/state", lambda s: s.get("state") == "idle", timeout=30)
+        # the answer, then the 1 s follow-up window nobody speaks in, then idle
+        for state in ("speaking", "listening", "idle"):
+            states.get_json("edgeagent/speaker-1/state", lambda s: s.get("state") == state, timeout=30)
         watcher.client.publish("edgeagent/speaker-1/cmd/say", json.dumps({"text": "Hello from the fleet."}), qos=1)
         result = watcher.get_json("edgeagent/speaker-1/cmd/say/result", timeout=20)
         assert result["ok"] is True, result
-        watcher.get_json("edgeagent/speaker-1/state", lambda s: s.get("state") == "speaking", timeout=20)
-        watcher.get_json("edgeagent/speaker-1/state", lambda s: s.get("state") == "idle", timeout=30)
+        states.get_json("edgeagent/speaker-1/state", lambda s: s.get("state") == "speaking", timeout=20)
+        states.get_json("edgeagent/speaker-1/state", lambda s: s.get("state") == "idle", timeout=30)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
         while "STOPPING=1" not in messages[-1]:
@@ -52,6 +54,7 @@ def test_daemon_on_wav_with_fleet_notify_and_sigterm(tmp_path, broker):  # noqa:
         if proc.poll() is None:
             proc.kill()
         watcher.close()
+        states.close()
         notify.close()
     assert any(m.startswith("STATUS=") for m in messages)
     log = (tmp_path / "daemon.log").read_text(errors="replace")
