@@ -22,14 +22,14 @@ from edgeagent.stt.base import SAMPLE_RATE, Recognizer
 
 
 class StreamingTranscriber:
-    """One utterance at a time: ``feed`` frames, read ``partials``, ``await finish()``, ``await reset()``."""
+    """One utterance at a time: ``feed`` frames, partials go to ``on_partial``, ``await finish()``,
+    ``await reset()``.  Partials are delivered, not queued: nothing piles up in a daemon that runs for months."""
 
     def __init__(self, recognizer: Recognizer, input_rate: int = SAMPLE_RATE,
                  on_partial: Callable[[TranscriptPartial], None] | None = None):
         self.recognizer = recognizer
         self.input_rate = input_rate
         self.on_partial = on_partial
-        self.partials: asyncio.Queue[TranscriptPartial] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"stt-{recognizer.name}")
         self._generation = 0
         self._open = False  # an utterance has been started on the worker
@@ -61,8 +61,6 @@ class StreamingTranscriber:
         """Drop the current utterance and everything queued for it (barge-in, cancelled turn)."""
         self._generation += 1
         self._open = False
-        while not self.partials.empty():
-            self.partials.get_nowait()
         await asyncio.wrap_future(self._executor.submit(self._reset_on_worker))
 
     def shutdown(self) -> None:
@@ -90,10 +88,7 @@ class StreamingTranscriber:
             pass
 
     def _publish(self, event: TranscriptPartial, generation: int) -> None:
-        if generation != self._generation:
-            return
-        self.partials.put_nowait(event)
-        if self.on_partial is not None:
+        if generation == self._generation and self.on_partial is not None:
             self.on_partial(event)
 
     # ------------------------------------------------------------ worker side
