@@ -70,11 +70,7 @@ def build_router(config: Config) -> LlmRouter:
         path = Path(config.llm.local_model_path) if config.llm.local_model_path else \
             model_path("llm/smollm2-135m-instruct-q4_1", config.models_dir)
         local = LocalLlama(path, config.llm.max_tokens, config.llm.temperature, threads=config.llm.local_threads)
-    cloud = None
-    if config.llm.cloud_base_url:
-        cloud = OpenAiChat(config.llm.cloud_base_url, config.llm.cloud_model, config.llm.cloud_api_key,
-                           config.llm.request_timeout_s, config.llm.max_tokens, config.llm.temperature)
-    return LlmRouter(local, cloud, config.llm.first_token_deadline_s)
+    return LlmRouter(local, OpenAiChat.from_config(config.llm), config.llm.first_token_deadline_s)
 
 
 def load_stages(config: Config) -> Stages:
@@ -181,7 +177,7 @@ async def run_daemon(config: Config, input_wav: Path | None = None, output_wav: 
     background = [asyncio.create_task(stages.router.probe_forever()), asyncio.create_task(watchdog_loop())]
     if link is not None and device is not None:
         device.attach(link)
-        device.attach_controller(controller)
+        device.attach_controller(controller, stages)
         link.start()
         background.append(asyncio.create_task(_stop_on(device.restart_requested, controller)))
     notify("READY=1\nSTATUS=idle")

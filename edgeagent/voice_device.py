@@ -7,21 +7,25 @@ controller, so every command acts on the agent that is actually running.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeagent.agent import TurnController
 from edgeagent.events import AgentState
 from edgeagent.fleet.control import CommandFailed
 from edgeagent.fleet.device import StandaloneDevice
-from edgeagent.fleet.link import FleetLink
 from edgeagent.fleet.remote_config import ConfigChange
+from edgeagent.live_config import apply_live
+
+if TYPE_CHECKING:
+    from edgeagent.daemon import Stages
 
 
 class VoiceDevice(StandaloneDevice):
     controller: TurnController | None = None
+    stages: Stages | None = None
 
-    def attach_controller(self, controller: TurnController) -> None:
-        self.controller = controller
+    def attach_controller(self, controller: TurnController, stages: Stages) -> None:
+        self.controller, self.stages = controller, stages
         self._apply_audio()
 
     def _loop(self) -> TurnController:
@@ -34,7 +38,7 @@ class VoiceDevice(StandaloneDevice):
         last = controller.finished[-1] if controller and controller.finished else None
         return {"state": controller.state.value if controller else "starting", "voice_loop": controller is not None,
                 "mute": self.muted, "volume": self.volume, "backend": last.llm_backend if last else None,
-                "last_ttfa_ms": last.ttfa_ms if last else None}
+                "last_turn_ms": last.ttfa_ms if last else None}
 
     def _apply_audio(self) -> None:
         if self.controller is not None:
@@ -74,10 +78,5 @@ class VoiceDevice(StandaloneDevice):
 
     async def apply_config(self, change: ConfigChange) -> None:
         await super().apply_config(change)
-        if self.controller is not None:
-            self.controller.config = change.config  # live keys (follow-up window, thresholds read per turn)
-
-
-def attach(device: VoiceDevice, link: FleetLink, controller: TurnController) -> None:
-    device.attach(link)
-    device.attach_controller(controller)
+        if self.controller is not None and self.stages is not None:
+            await apply_live(change.config, self.controller, self.stages)

@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from edgeagent.audio.frames import FRAME_RATE, Frame
-from edgeagent.config import Config
+from edgeagent.config import Config, WakeConfig
 from edgeagent.events import WakeDetected
 
 FEATURE_STEP_SAMPLES = 160  # the micro frontend makes one 40-bin feature vector per 10 ms
@@ -262,6 +262,15 @@ class MultiWakeDetector:
     def set_speaking(self, speaking: bool) -> None:
         self.speaking = speaking
 
+    def configure(self, wake: WakeConfig) -> None:
+        """Thresholds, trigger windows and refractory period from config (a live fleet change);
+        the models stay loaded."""
+        self.refractory_s = wake.refractory_s
+        for slot in self.slots:
+            slot.threshold, window = slot_settings(wake, slot.model.info)
+            if window != slot.window.maxlen:
+                slot.window = collections.deque(slot.window, maxlen=window)
+
     def reset(self) -> None:
         for slot in self.slots:
             slot.model.reset()
@@ -277,6 +286,11 @@ def find_openwakeword_model(name: str, models_dir: Path) -> WakeModelInfo:
         if path.exists():
             return WakeModelInfo(name=name, phrase=name.replace("_", " "), tflite=path, cutoff=0.5, window=1)
     raise WakeModelError(f"no openWakeWord model {name!r} in {models_dir / 'wake' / 'openwakeword'}")
+
+
+def slot_settings(wake: WakeConfig, info: WakeModelInfo) -> tuple[float, int]:
+    """(threshold, trigger window in frames): the config's override, else the model's own metadata."""
+    return wake.thresholds.get(info.name, wake.threshold or info.cutoff), wake.trigger_frames or info.window
 
 
 def create_wake_detector(config: Config) -> MultiWakeDetector:
@@ -295,8 +309,7 @@ def create_wake_detector(config: Config) -> MultiWakeDetector:
         else:
             info = find_model(name, config.models_dir)
             model = MicroWakeWordModel(info)
-        threshold = wake.thresholds.get(name, wake.threshold or info.cutoff)
-        window = wake.trigger_frames or info.window
+        threshold, window = slot_settings(wake, info)
         slots.append(_Slot(model, threshold, collections.deque(maxlen=window),
                            is_stop_word=name == wake.stop_word and name not in wake.models))
     return MultiWakeDetector(slots, wake.refractory_s)

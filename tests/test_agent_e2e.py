@@ -12,12 +12,15 @@ import pytest
 
 from edgeagent.audio.timeline import ClockedSink
 from edgeagent.audio.wav import WavSource, read_audio
-from edgeagent.config import load_config
+from edgeagent.config import apply_partial, load_config
+from edgeagent.live_config import apply_live
+from edgeagent.events import AgentState
 from edgeagent.daemon import load_stages, wire, without_acoustic_echo
 from edgeagent.llm.conversation import Conversation
 from edgeagent.llm.openai_client import OpenAiChat
 from edgeagent.telemetry import JsonlTraceSink
 from edgeagent.vad import create_endpointer, create_voice_activity
+from tests.conftest import free_port
 from tests.speech import concat_wav, espeak_wav, piper_wav, voiced_seconds
 
 DESIGN_FIELDS = ["turn_id", "device_id", "started_at", "wake_word", "wake_score", "speech_ms",
@@ -48,19 +51,21 @@ def fresh(stages, config):
                                endpointer=create_endpointer(config, create_voice_activity(config)))
 
 
-def converse(config, stages, user_wav, tmp_path, name="out"):
+def converse(config, stages, user_wav, tmp_path, name="out", on_state=None):
+    return asyncio.run(run_conversation(config, stages, user_wav, tmp_path, name, on_state))
+
+
+async def run_conversation(config, stages, user_wav, tmp_path, name="out", on_state=None):
+    """(controller, published traces, agent audio).  ``on_state(controller, change)``, when given,
+    sees every state change as it happens."""
     out_wav, traces = tmp_path / f"{name}.wav", tmp_path / f"{name}.jsonl"
     config = without_acoustic_echo(config)  # as `edgeagent converse` does: files have no echo path
-
-    async def main():
-        sink = ClockedSink(out_wav, config.audio.frame_ms)
-        controller = wire(config, stages, sink, [JsonlTraceSink(traces, include_text=True)])
-        await controller.run(WavSource(user_wav, config.audio.frame_ms).frames(), pace_replies=True)
-        controller.telemetry.close()
-        await sink.close()
-        return controller
-
-    controller = asyncio.run(main())
+    sink = ClockedSink(out_wav, config.audio.frame_ms)
+    controller = wire(config, stages, sink, [JsonlTraceSink(traces, include_text=True)],
+                      on_state=lambda change: on_state and on_state(controller, change))
+    await controller.run(WavSource(user_wav, config.audio.frame_ms).frames(), pace_replies=True)
+    controller.telemetry.close()
+    await sink.close()
     published = [json.loads(line) for line in traces.read_text().splitlines()]
     return controller, published, read_audio(out_wav)
 
@@ -105,6 +110,24 @@ def test_follow_up_without_wake_word(config, fresh, tmp_path):
     assert len(fresh.conversation.turns) == 2  # the second question was asked with the first in context
 
 
+def test_announcement_closes_an_empty_follow_up_window(config, fresh, tmp_path):
+    config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, follow_up_s=12.0))
+    fresh.router.local.max_tokens = 12
+    user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav("What is the capital of France?"), 8.0)
+    accepted = []
+
+    def announce_in_follow_up(controller, change):
+        if change.new == AgentState.LISTENING and change.reason == "follow-up":
+            asyncio.get_running_loop().call_soon(lambda: accepted.append(controller.announce("Your timer is done.")))
+
+    controller, traces, agent_audio = converse(config, fresh, user, tmp_path, on_state=announce_in_follow_up)
+    assert accepted == [True]  # a `say` is not refused because a follow-up window happens to be open
+    assert [t["outcome"] for t in traces] == ["answered"], traces  # the closed window is no turn
+    assert controller.state == AgentState.IDLE and controller.turn is None
+    announced = controller.responder.speaker.heard()  # the last thing spoken, after the answer
+    assert announced.played_text == "Your timer is done." and not announced.cancelled and announced.played_ms > 500
+
+
 def test_barge_in_stops_the_reply_and_history_keeps_what_was_heard(config, fresh, tmp_path):
     fresh.router.local.max_tokens = 160
     user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3,
@@ -128,6 +151,25 @@ def test_silence_after_wake_word_is_no_speech(config, fresh, tmp_path):
     assert traces[0]["llm_backend"] is None and voiced_seconds(agent_audio) == 0
 
 
+def test_llm_failure_ends_the_turn_with_an_error_and_an_apology_and_the_loop_goes_on(config, fresh, tmp_path):
+    """No local model and a cloud that is not there: each turn fails, says sorry, and the next wake
+    word still opens a turn."""
+    local, cloud = fresh.router.local, fresh.router.cloud
+    fresh.router.local = None
+    fresh.router.cloud = OpenAiChat(f"http://127.0.0.1:{free_port()}/v1", "none", timeout_s=2)
+    user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav("What is the capital of France?"), 5.0,
+                        piper_wav("Okay Nabu."), 0.3, piper_wav("What time is it?"), 4.0)
+    try:
+        controller, traces, agent_audio = converse(config, fresh, user, tmp_path)
+    finally:
+        fresh.router.local, fresh.router.cloud = local, cloud
+        fresh.router.breaker.record_success()
+    assert [t["outcome"] for t in traces] == ["error", "error"], traces
+    assert "no LLM available" in traces[0]["error"]
+    assert voiced_seconds(agent_audio) > 2 * 1.5  # "Sorry, something went wrong. Please try again." twice
+    assert controller.state == AgentState.IDLE
+
+
 def test_cloud_stopped_mid_conversation_next_turn_answers_locally(config, fresh, tmp_path, llama_server):
     process, base = llama_server
     fresh.router.cloud = OpenAiChat(base, "smollm2", timeout_s=30, max_tokens=16)
@@ -145,3 +187,42 @@ def test_cloud_stopped_mid_conversation_next_turn_answers_locally(config, fresh,
         fresh.router.first_token_deadline_s = config.llm.first_token_deadline_s
     assert second[0]["outcome"] == "answered", second
     assert second[0]["llm_backend"] == "local" and "failover" in second[0]["llm_backend_reason"]
+
+
+def test_fleet_config_changes_reach_the_running_stages(config, fresh, tmp_path, llama_server):
+    """What `config/desired` applies live (edgeagent.live_config) changes the next turn, models untouched."""
+    _, base = llama_server
+    user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav("What is the capital of France?"), 1.0)
+    normal = apply_partial(config, {"llm": {"max_tokens": 24}})
+    deaf = apply_partial(normal, {"wake": {"threshold": 1.0}})
+    cloud = apply_partial(normal, {"llm": {"cloud_base_url": base, "cloud_model": "smollm2", "request_timeout_s": 60,
+                                           "first_token_deadline_s": 30}, "tts": {"length_scale": 1.5}})
+
+    in_force = [config]
+
+    async def push(new):
+        """As the daemon does: the controller holds the config in force until the change."""
+        sink = ClockedSink(tmp_path / "unused.wav", new.audio.frame_ms)
+        await apply_live(new, wire(in_force[0], fresh, sink, []), fresh)
+        in_force[0] = new
+        await sink.close()
+
+    async def main():
+        try:
+            await push(deaf)
+            _, deaf_traces, deaf_audio = await run_conversation(deaf, fresh, user, tmp_path, "deaf")
+            await push(normal)
+            _, local, _ = await run_conversation(normal, fresh, user, tmp_path, "normal")
+            await push(cloud)
+            _, remote, _ = await run_conversation(cloud, fresh, user, tmp_path, "cloud")
+        finally:
+            await push(config)
+        return deaf_traces, deaf_audio, local, remote
+
+    deaf_traces, deaf_audio, normal, remote = asyncio.run(main())
+    assert deaf_traces == [] and voiced_seconds(deaf_audio) == 0  # a threshold of 1.0: the wake word cannot fire
+    assert normal[0]["outcome"] == "answered" and normal[0]["llm_backend"] == "local"
+    assert remote[0]["outcome"] == "answered" and remote[0]["llm_backend"] == "cloud", remote[0]["llm_backend_reason"]
+    # length_scale 1.5 speaks slower: more audio per character of the reply than the default voice
+    assert remote[0]["speak_ms"] / len(remote[0]["heard_reply"]) > 1.2 * normal[0]["speak_ms"] / len(normal[0]["heard_reply"])
+    assert fresh.router.cloud is None  # and back: the endpoint removed again

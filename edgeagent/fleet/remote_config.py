@@ -20,12 +20,15 @@ from edgeagent.trace import utc_now_iso
 
 log = logging.getLogger(__name__)
 
-# Keys the turn controller re-reads for the next turn; every other change needs a clean restart.
+# Keys pushed into the running daemon (edgeagent.live_config); every other change needs a clean
+# restart (a model to reload, a device to reopen, a file to move).
 LIVE_KEYS = (
     "device.name", "audio.volume", "wake.threshold", "wake.thresholds", "wake.trigger_frames",
-    "wake.refractory_s", "vad.", "llm.cloud_", "llm.request_timeout_s", "llm.first_token_deadline_s",
-    "llm.max_tokens", "llm.temperature", "llm.history_turns", "llm.system_prompt", "tts.length_scale",
-    "tts.volume", "tts.espeak_voice", "agent.", "telemetry.", "log.",
+    "wake.refractory_s", "vad.threshold", "vad.min_speech_ms", "vad.silence_ms", "vad.max_utterance_s",
+    "vad.no_speech_timeout_s", "vad.preroll_ms", "llm.cloud_", "llm.request_timeout_s",
+    "llm.first_token_deadline_s", "llm.max_tokens", "llm.temperature", "llm.history_turns", "llm.system_prompt",
+    "tts.length_scale", "tts.volume", "agent.follow_up_s", "agent.barge_in_min_speech_ms",
+    "telemetry.include_text", "log.",
 )
 MAX_DESIRED_BYTES = 64 * 1024
 LOCAL_ONLY = (("device", "id"), ("paths", None), ("mqtt", "topic_root"))

@@ -8,6 +8,7 @@ from typing import AsyncIterator
 
 import httpx
 
+from edgeagent.config import LlmConfig
 from edgeagent.llm.base import LlmError, Message
 
 
@@ -21,6 +22,14 @@ class OpenAiChat:
         self.max_tokens, self.temperature = max_tokens, temperature
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0)))
+
+    @classmethod
+    def from_config(cls, llm: LlmConfig) -> "OpenAiChat | None":
+        """The configured cloud endpoint; None when there is none."""
+        if not llm.cloud_base_url:
+            return None
+        return cls(llm.cloud_base_url, llm.cloud_model, llm.cloud_api_key, llm.request_timeout_s,
+                   llm.max_tokens, llm.temperature)
 
     async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
         body = {"model": self.model, "messages": messages, "stream": True,

@@ -18,3 +18,7 @@ class Synthesizer(Protocol):
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         """int16 mono blocks at ``sample_rate``, yielded as soon as each is ready."""
         ...
+
+    def tune(self, length_scale: float, volume: float) -> None:
+        """Speaking rate and volume for the next synthesis (a live fleet config change)."""
+        ...

@@ -25,13 +25,15 @@ class EspeakSynthesizer:
         self.binary = shutil.which("espeak-ng")
         if self.binary is None:
             raise TtsError("espeak-ng is not installed (apt install espeak-ng)")
-        self.argv = [
-            self.binary, "-v", voice, "-s", str(round(BASE_WPM / length_scale)),
-            "-a", str(round(100 * volume)), "--stdout",
-        ]
+        self.voice = voice
+        self.tune(length_scale, volume)
         probe = subprocess.run(self.argv, input=b"", capture_output=True, timeout=10)
         if probe.returncode != 0:
             raise TtsError(f"espeak-ng voice {voice!r} unusable: {probe.stderr.decode(errors='replace').strip()}")
+
+    def tune(self, length_scale: float, volume: float) -> None:
+        self.argv = [self.binary, "-v", self.voice, "-s", str(round(BASE_WPM / length_scale)),
+                     "-a", str(round(100 * volume)), "--stdout"]
 
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)

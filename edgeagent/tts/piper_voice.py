@@ -39,6 +39,11 @@ class PiperSynthesizer:
         for _ in self.synthesize("Ready."):  # first inference allocates: pay it at start-up, not in turn one
             pass
 
+    def tune(self, length_scale: float, volume: float) -> None:
+        from piper import SynthesisConfig
+
+        self._config = SynthesisConfig(length_scale=length_scale, volume=volume)
+
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         for chunk in self._voice.synthesize(text, syn_config=self._config):
             yield chunk.audio_int16_array
