@@ -220,6 +220,9 @@ class MicroWakeWordModel:
         self._load()
 
 
+REARM_FRACTION = 0.6  # after firing, a model fires again only once its score fell below this x threshold
+
+
 @dataclass
 class _Slot:
     model: MicroWakeWordModel
@@ -227,7 +230,7 @@ class _Slot:
     window: collections.deque
     is_stop_word: bool
     quiet_until_s: float = 0.0  # refractory: audio time before which this model cannot fire
-    latched: bool = False  # fired and the score has not dropped below threshold since
+    latched: bool = False  # fired, and the score has not dropped well below the threshold since
 
 
 class MultiWakeDetector:
@@ -250,7 +253,8 @@ class MultiWakeDetector:
             score = float(np.mean(slot.window)) if len(slot.window) == slot.window.maxlen else 0.0
             self.last_scores[slot.model.info.name] = score
             if score < slot.threshold:
-                slot.latched = False
+                if score < slot.threshold * REARM_FRACTION:  # hysteresis: a wobble around the
+                    slot.latched = False                      # threshold is still the same utterance
                 continue
             armed = self.speaking if slot.is_stop_word else True
             if armed and not slot.latched and end_s >= slot.quiet_until_s:

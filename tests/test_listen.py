@@ -1,6 +1,7 @@
 """Wake word and end-of-turn on generated speech (real models, real VAD engines)."""
 
 import asyncio
+import collections
 import dataclasses
 import json
 import shutil
@@ -10,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+from edgeagent.audio.frames import Frame
 from edgeagent.audio.wav import WavSource, read_audio
 from edgeagent.config import load_config
 from edgeagent.events import NoSpeech, SpeechEnded, SpeechStarted
@@ -68,6 +70,24 @@ def test_refractory_period(config, tmp_path):
     assert len(wake_on(config, [0.3, phrase, 0.2, phrase, 0.5], tmp_path)) == 1  # 2 s refractory
     config.wake.refractory_s = 0.0
     assert len(wake_on(config, [0.3, phrase, 0.2, phrase, 0.5], tmp_path)) == 2
+
+
+def test_a_score_wobbling_around_the_threshold_fires_once(config):
+    """After firing, a model re-arms only when its score falls well below the threshold: one long
+    utterance whose score dips just under it (seen with piper's voice) is one detection."""
+    config.wake.refractory_s = 0.0
+    detector = create_wake_detector(config)
+    slot = detector.slots[0]
+
+    class Scripted:  # the trained model's output for a phrase, as the detector sees it
+        info, scores = slot.model.info, iter([0.1, 0.9, 0.95, 0.8, 0.9, 0.85, 0.3, 0.2, 0.9, 0.1])
+
+        def probabilities(self, samples, key=None):
+            return [next(self.scores)]
+
+    slot.model, slot.window = Scripted(), collections.deque(maxlen=1)
+    fired = [bool(detector.process(Frame(np.zeros(320, np.int16), i, i * 0.02, 0.0))) for i in range(10)]
+    assert fired == [False, True, False, False, False, False, False, False, True, False]
 
 
 def test_stop_word_only_while_speaking(config, tmp_path):
