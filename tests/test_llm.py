@@ -10,7 +10,7 @@ from edgeagent.llm.base import LlmError
 from edgeagent.llm.conversation import Conversation
 from edgeagent.llm.local import LocalLlama
 from edgeagent.llm.openai_client import OpenAiChat
-from edgeagent.llm.router import CircuitBreaker, LlmRouter, RouteResult
+from edgeagent.llm.router import CircuitBreaker, LlmRouter, ProbeSchedule, RouteResult
 from edgeagent.modelstore import model_path
 
 MESSAGES = [{"role": "system", "content": "Answer in one short sentence."},
@@ -154,3 +154,11 @@ def test_conversation_keeps_only_what_was_heard_and_stays_bounded():
     assert [u for u, _ in conversation.turns] == ["q1", "q2"]
     conversation.record("long", "word " * 10000)
     assert len(conversation.turns) <= 1
+
+
+def test_probe_schedule_backs_off_while_down_and_resets_when_up():
+    schedule = ProbeSchedule(interval_s=30, max_backoff_s=120)
+    down = [schedule.next(False) for _ in range(8)]
+    assert down == [2, 4, 8, 16, 32, 64, 120, 120]  # past the up-interval, up to the cap
+    assert schedule.next(True) == 30
+    assert schedule.next(False) == 2  # a new outage starts quick again

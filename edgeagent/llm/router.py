@@ -8,6 +8,7 @@ offline device decides in microseconds and never waits on a dead network.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -58,6 +59,14 @@ class LlmRouter:
     first_token_deadline_s: float = 1.5
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     cloud_reachable: bool | None = None  # None: not probed yet
+    _reprobe: asyncio.Event | None = field(default=None, repr=False)  # made by probe_forever, in its loop
+
+    def set_cloud(self, cloud: ChatBackend | None) -> None:
+        """A new cloud endpoint (live fleet config): unknown reachability, closed circuit, probed now."""
+        self.cloud, self.cloud_reachable = cloud, None
+        self.breaker.record_success()
+        if self._reprobe is not None:
+            self._reprobe.set()
 
     def choose(self) -> tuple[ChatBackend, str]:
         now = time.monotonic()
@@ -125,14 +134,34 @@ class LlmRouter:
         result.tokens += 1
 
     async def probe_forever(self, interval_s: float = 30.0, max_backoff_s: float = 120.0) -> None:
-        """Background reachability probes: every ``interval_s`` while up, backing off while down."""
-        if self.cloud is None or not hasattr(self.cloud, "probe"):
-            return
-        delay = 1.0
+        """Background reachability probes: every ``interval_s`` while up, backing off while down;
+        a new endpoint (``set_cloud``) is probed at once."""
+        schedule = ProbeSchedule(interval_s, max_backoff_s)
+        self._reprobe = reprobe = asyncio.Event()
         while True:
-            self.cloud_reachable = await self.cloud.probe()
-            if self.cloud_reachable:
-                delay = interval_s
-            else:
-                delay = min(max_backoff_s, delay * 2 if delay < interval_s else 2.0)
-            await asyncio.sleep(delay)
+            cloud, delay = self.cloud, interval_s
+            reprobe.clear()
+            if cloud is not None and hasattr(cloud, "probe"):
+                reachable = await cloud.probe()
+                if cloud is self.cloud:  # not replaced while the probe ran
+                    self.cloud_reachable = reachable
+                delay = schedule.next(reachable)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(reprobe.wait(), delay)
+
+
+class ProbeSchedule:
+    """The delay before the next probe: ``interval_s`` while the cloud answers; while it is down,
+    2 s doubling up to ``max_backoff_s``, so a device that lost its uplink neither hammers the
+    network nor takes long to notice it is back."""
+
+    def __init__(self, interval_s: float, max_backoff_s: float, first_backoff_s: float = 2.0):
+        self.interval_s, self.max_backoff_s, self.first_backoff_s = interval_s, max_backoff_s, first_backoff_s
+        self._backoff = first_backoff_s
+
+    def next(self, reachable: bool) -> float:
+        if reachable:
+            self._backoff = self.first_backoff_s
+            return self.interval_s
+        delay, self._backoff = self._backoff, min(self.max_backoff_s, self._backoff * 2)
+        return delay
