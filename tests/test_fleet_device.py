@@ -4,6 +4,7 @@ config, Home Assistant discovery, and malformed-message resistance."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import uuid
 
@@ -85,7 +86,8 @@ def test_every_command_is_answered(device):
     stats = request(watcher, dev, "stats", '{"id": "s1"}', mqtt5=False)
     assert stats["ok"] and stats["id"] == "s1" and stats["link"]["connected"] is True
     assert "telemetry" in stats["link"] and stats["device"]["voice_loop"] is False
-    assert stats["state"] == {"state": "idle", "voice_loop": False, "mute": True, "volume": 0.25, "backend": None}
+    assert stats["state"] == {"state": "idle", "voice_loop": False, "mute": True, "volume": 0.25, "backend": None,
+                              "last_turn_ms": None}
     # plain MQTT (no response topic) gets /result
     assert request(watcher, dev, "ping", "", mqtt5=False)["pong"] is True
     # restart really restarts: offline, then online again, and it answers afterwards
@@ -188,6 +190,14 @@ def test_home_assistant_discovery_resent_on_birth(device):
     # the HA mute switch payload is a valid command
     watcher.client.publish(doc["cmps"]["mute"]["cmd_t"], doc["cmps"]["mute"]["pl_on"], qos=1)
     assert watcher.get_json(f"edgeagent/{dev}/cmd/mute/result")["mute"] is True
+    # every value template reads a field the state document has, and the switch's template
+    # renders the state strings HA compares with (else HA would never show it as on)
+    state = watcher.get_json(f"edgeagent/{dev}/state", lambda s: s.get("mute") is True)
+    for key in re.findall(r"value_json\.(\w+)", json.dumps(doc)):
+        assert key in state, f"HA template reads {key!r}, the state has {sorted(state)}"
+    mute = doc["cmps"]["mute"]
+    assert mute["val_tpl"] == "{{ 'ON' if value_json.mute else 'OFF' }}"
+    assert (mute["stat_on"], mute["stat_off"]) == ("ON", "OFF")
 
 
 def test_broken_desired_config_never_echoes_its_text(device):

@@ -46,7 +46,8 @@ class StandaloneDevice:
         link.update_state(**self._state_fields())
 
     def _state_fields(self) -> dict[str, Any]:
-        return {"state": "idle", "voice_loop": False, "mute": self.muted, "volume": self.volume, "backend": None}
+        return {"state": "idle", "voice_loop": False, "mute": self.muted, "volume": self.volume, "backend": None,
+                "last_turn_ms": None}
 
     def _changed(self) -> None:
         if self.link is not None:

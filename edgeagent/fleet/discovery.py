@@ -29,7 +29,7 @@ def discovery_payload(topics: Topics, device_name: str, version: str) -> dict[st
                               dev_cla="duration", val_tpl="{{ value_json.last_turn_ms }}"),
             "backend": entity("sensor", "backend", "LLM backend", val_tpl="{{ value_json.backend }}"),
             "mute": entity("switch", "mute", "Mute", cmd_t=topics.command("mute"),
-                           pl_on='{"mute": true}', pl_off='{"mute": false}',
+                           pl_on='{"mute": true}', pl_off='{"mute": false}', stat_on="ON", stat_off="OFF",
                            val_tpl="{{ 'ON' if value_json.mute else 'OFF' }}"),
             "volume": entity("number", "volume", "Volume", cmd_t=topics.command("volume"),
                              cmd_tpl='{"volume": {{ value }}}', min=0.0, max=1.0, step=0.05,
