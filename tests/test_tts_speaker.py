@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import soundfile
 
+from edgeagent.audio.timeline import FADE_SAMPLES, ClockedSink
+from edgeagent.audio.wav import read_audio
 from edgeagent.tts.speaker import Speaker
 from tests.tts_helpers import TimedWavSink, synthesizer
 
@@ -89,6 +91,34 @@ def test_cancel_mid_sentence_goes_silent_within_a_frame_and_reports_what_was_hea
         assert np.abs(after[-len(after) // 4 :]).max() <= np.abs(after[: len(after) // 4]).max() + 1
     total = len(sink.audio()) / voice.sample_rate
     assert total < 2.5, "the whole reply was played"
+
+
+def test_cancel_on_a_queueing_sink_fades_once_then_silence(tmp_path):
+    """The daemon's sinks queue audio and fade it out on clear(): the speaker must not add a second,
+    full-level fade after that one (a click)."""
+    sink = ClockedSink(tmp_path / "out.wav", frame_ms=20)
+    speaker = Speaker(synthesizer("espeak"), sink, frame_ms=20, realtime=False)
+    played_frames = 50
+
+    async def scenario():
+        task = asyncio.create_task(speaker.speak(_chunks(["Here is a long sentence that keeps on talking for a while."])))
+        for _ in range(played_frames):  # one second played; the sink keeps up to 200 ms queued ahead
+            await asyncio.sleep(0.01)
+            sink.tick()
+        assert sink.queued_samples > FADE_SAMPLES
+        speaker.cancel()
+        await asyncio.wait_for(task, 2.0)
+        await asyncio.sleep(0.05)
+        for _ in range(25):
+            sink.tick()
+        await sink.close()
+
+    asyncio.run(scenario())
+    audio = read_audio(tmp_path / "out.wav")
+    before, after = audio[: played_frames * 320], audio[played_frames * 320 :]
+    assert np.abs(before).max() > 3000  # it was talking
+    assert np.abs(after[FADE_SAMPLES:]).max() == 0  # one 5 ms fade, then silence
+    assert abs(int(after[FADE_SAMPLES - 1])) <= abs(int(before[-1])) + 1
 
 
 def test_empty_chunks_are_skipped_and_an_empty_reply_plays_nothing(tmp_path):

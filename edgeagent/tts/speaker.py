@@ -20,7 +20,6 @@ import numpy as np
 
 from edgeagent.audio.convert import StreamResampler
 from edgeagent.audio.frames import frame_samples
-from edgeagent.audio.ringbuffer import RingBuffer
 from edgeagent.events import PlaybackFinished
 from edgeagent.tts.base import Synthesizer
 
@@ -72,7 +71,6 @@ class Speaker:
         self._frames: asyncio.Queue[tuple[int, np.ndarray] | None] = asyncio.Queue()
         self._queued = 0
         self._written = 0
-        self._recent = RingBuffer(self.rate)  # last second handed to the sink: the fade source
         self._stop = threading.Event()
         self._cancelled = asyncio.Event()
         self._synth_done = asyncio.Event()
@@ -112,12 +110,11 @@ class Speaker:
         self._stop.set()
         dropped = self.sink.clear() if hasattr(self.sink, "clear") else 0
         self._written -= dropped
-        if dropped:
-            source = self._recent.latest(dropped)
-        else:
-            source = self._peek_next()
         self._account(-dropped)
-        fade = self._faded(source[: self.fade])
+        # A sink still holding audio fades it out itself; one that has played everything it was
+        # given stops at a full-level sample, so fade the next frame we had not yet written.
+        still_playing = dropped or getattr(self.sink, "queued_samples", 0)
+        fade = np.zeros(0, np.int16) if still_playing else self._faded(self._peek_next()[: self.fade])
         while not self._frames.empty():
             self._frames.get_nowait()
         self._queued = 0
@@ -217,7 +214,6 @@ class Speaker:
             if self.volume != 1.0:
                 frame = np.clip(frame * self.volume, -32768, 32767).astype(np.int16)
             await self.sink.write(frame)
-            self._recent.write(frame)
             self._written += len(frame)
             self._chunks[index].played += len(frame)
             sent_s += len(frame) / self.rate
