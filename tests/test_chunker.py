@@ -25,6 +25,9 @@ def chunks_of(text: str, token_size: int = 3) -> list[str]:
      ["Well, that is a rather long opening clause,", "so we may cut here and keep going"]),
     ("Short, no cut.", ["Short, no cut."]),
     ("Wait... what? Really!", ["Wait...", "what?", "Really!"]),
+    ("Run make_test_data now.", ["Run make_test_data now."]),
+    ("The answer is no. Sorry about that.", ["The answer is no.", "Sorry about that."]),
+    ("See No. 5 on Jan. 3 please. Ok.", ["See No. 5 on Jan. 3 please.", "Ok."]),
 ])
 def test_chunk_table(text, expected):
     assert chunks_of(text) == expected

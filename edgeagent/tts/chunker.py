@@ -13,15 +13,19 @@ import unicodedata
 
 ABBREVIATIONS = {
     "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "etc", "e.g", "i.e", "u.s", "u.k", "a.m", "p.m",
-    "no", "inc", "ltd", "co", "approx", "dept", "est", "fig", "mt", "ft", "jan", "feb", "mar", "apr", "jun",
-    "jul", "aug", "sep", "sept", "oct", "nov", "dec",
+    "inc", "ltd", "co", "approx", "dept", "mt", "ft",
+}
+# Also ordinary words ("The answer is no."): abbreviations only before a number ("No. 5", "Jan. 3").
+NUMBER_ABBREVIATIONS = {
+    "no", "nos", "fig", "vol", "est", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct",
+    "nov", "dec",
 }
 SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*\s")
 CLAUSE_END = re.compile(r"[,;:—–]\s")
 MARKDOWN = [
     (re.compile(r"\[([^\]]+)\]\([^)]*\)"), r"\1"),  # [text](url) -> text
     (re.compile(r"`{1,3}([^`]*)`{1,3}"), r"\1"),
-    (re.compile(r"(\*\*|__|\*|_|~~)(?=\S)(.+?)(?<=\S)\1"), r"\2"),
+    (re.compile(r"(?<!\w)(\*\*|__|\*|_|~~)(?=\S)(.+?)(?<=\S)\1(?!\w)"), r"\2"),  # not inside snake_case
     (re.compile(r"^\s{0,3}#{1,6}\s*", re.M), ""),
     (re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+", re.M), ""),
     (re.compile(r"https?://\S+"), "a link"),
@@ -80,7 +84,7 @@ class SentenceChunker:
         return None
 
     def _is_false_end(self, index: int) -> bool:
-        """A period that ends an abbreviation, an initial or a list number, not a sentence."""
+        """A period that ends an abbreviation or an initial, not a sentence."""
         if self._buffer[index] != ".":
             return False
         word = re.search(r"([A-Za-z.]+)$", self._buffer[:index])
@@ -88,6 +92,9 @@ class SentenceChunker:
             stem = word.group(1).lower().strip(".")
             if stem in ABBREVIATIONS or (len(stem) == 1 and stem.isalpha() and word.group(1)[0].isupper()):
                 return True
+            if stem in NUMBER_ABBREVIATIONS:
+                after = self._buffer[index + 1:].lstrip()
+                return not after or after[0].isdigit()  # not known yet: wait for the next token
         return False
 
     def _inside_number(self, index: int) -> bool:
