@@ -48,6 +48,7 @@ def test_doctor_reports_a_bad_config_as_a_failed_check(tmp_path):
     config.write_text("[audio]\nvolume = 3.0\n")
     result = edgeagent("doctor", config=config)
     assert result.returncode == 1 and "audio.volume" in result.stdout and "between 0.0 and 1.0" in result.stdout
+    assert "tflite interpreter" in result.stdout and "input" in result.stdout  # the other checks still ran
 
 
 def test_models_verify_in_checkout():

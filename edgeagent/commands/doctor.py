@@ -23,7 +23,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        checks = [Check("config", exc.key, "fail", f"{exc}")]
+        # still check everything else (on the defaults), so one run shows every piece to fix
+        checks = [Check("config", exc.key, "fail", f"{exc} (the checks below use the defaults)")]
+        checks += run_checks(load_config(None, env={}))
         config = None
     else:
         checks = [Check("config", args.config or "(defaults + environment)", "ok", f"device id {config.device.id}")]
