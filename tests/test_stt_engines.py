@@ -109,6 +109,18 @@ def test_pocketsphinx_grammar_mode_recognizes_commands_exactly(config, tmp_path)
     assert transcribe(recognizer, with_pauses(speech("piper", "set a timer for ten minutes"))) == "set a timer for ten minutes"
 
 
+def test_pocketsphinx_keyphrase_mode_spots_listed_phrases_only(tmp_path):
+    phrases = tmp_path / "keyphrases.txt"
+    phrases.write_text("turn on the lights /1e-20/\nstop the music /1e-20/\n")
+    cfg = load_config(env={})
+    cfg.stt.grammar = str(phrases)
+    recognizer = create_recognizer(cfg, "pocketsphinx")
+    assert "turn on the lights" in transcribe(recognizer, with_pauses(speech("piper", "please turn on the lights")))
+    assert "stop the music" in transcribe(recognizer, with_pauses(speech("piper", "stop the music")))
+    other = transcribe(recognizer, with_pauses(speech("piper", "what is the weather like tomorrow")))
+    assert "turn on the lights" not in other and "stop the music" not in other, other
+
+
 def test_whisper_final_is_the_speculative_decode_when_no_speech_follows(config):
     recognizer = engine(config, "whisper")
     hits = recognizer.speculation_hits
