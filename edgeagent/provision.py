@@ -128,6 +128,8 @@ def provision(layout: Layout, identity: dict[str, str]) -> Provisioned | None:
 
     for dest, (content, mode, group_readable) in files.items():
         _write_atomic(dest, content, mode, gid if group_readable else None)
+    _restrict_dir(layout.etc_dir, 0o750, gid)  # the daemon's group reads its config; nobody else
+    _restrict_dir(layout.etc_dir / "credentials", 0o700, None)  # systemd (root) hands secrets over
     for path in consumed:
         _wipe(path)
     return Provisioned(device_id, config_path, tuple(sorted(credentials)), has_wifi, tuple(consumed))
@@ -181,6 +183,12 @@ def _dump_toml(data: dict[str, Any]) -> str:
         out.append(f"\n[{section}]")
         out.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
     return "\n".join(out) + "\n"
+
+
+def _restrict_dir(path: Path, mode: int, gid: int | None) -> None:
+    os.chmod(path, mode)
+    if gid is not None and os.geteuid() == 0:
+        os.chown(path, 0, gid)
 
 
 def _write_atomic(dest: Path, content: bytes, mode: int, gid: int | None) -> None:

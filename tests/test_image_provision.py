@@ -49,9 +49,10 @@ def test_config_and_secrets_move_off_the_boot_partition(tmp_path):
     assert sorted(p.name for p in lay.boot_dir.iterdir()) == ["config.txt"]
     config_text = done.config_path.read_text()
     assert "s3cret" not in config_text and "sk-xyz" not in config_text
-    assert mode(done.config_path) == 0o640
+    assert mode(done.config_path) == 0o640 and mode(lay.etc_dir) == 0o750
     creds = lay.etc_dir / "credentials"
     assert (creds / "mqtt.password").read_text() == "s3cret\n" and mode(creds / "mqtt.password") == 0o600
+    assert mode(creds) == 0o700
     assert (creds / "llm.cloud_api_key").read_text() == "sk-xyz\n"
     assert (creds / "mqtt.key").read_text() == "PRIVATE KEY\n"
     assert (lay.etc_dir / "certs/ca.crt").read_text() == "CA CERT\n"
