@@ -37,6 +37,7 @@ from edgeagent.trace import TurnTrace, ms_between
 log = logging.getLogger("edgeagent.agent")
 
 APOLOGY = "Sorry, something went wrong. Please try again."
+STOP_DRAIN_S = 20.0  # how long a stopping daemon lets the turn in flight finish
 
 
 class Transcriber(Protocol):
@@ -145,8 +146,8 @@ class TurnController:
             if self._stopping:
                 break
             await asyncio.sleep(0)  # let the turn task, STT results and timers run between frames
-        if last is not None:
-            await self.drain(last)
+        if last is not None:  # SIGTERM: finish the turn well inside systemd's TimeoutStopSec=30
+            await self.drain(last, limit_s=STOP_DRAIN_S if self._stopping else 60.0)
 
     def stop(self) -> None:
         """Stop taking frames (SIGTERM); the turn in flight is finished by ``drain``."""

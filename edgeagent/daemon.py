@@ -204,8 +204,12 @@ async def _stop_on(event: asyncio.Event, controller: TurnController) -> None:
 
 def install_signal_handlers(controller: TurnController) -> None:
     loop = asyncio.get_running_loop()
+    def stop() -> None:
+        notify("STOPPING=1")  # at once: systemd's stop timeout runs from here, the turn may still finish
+        controller.stop()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, controller.stop)
+        loop.add_signal_handler(signum, stop)
 
 
 def log_partial(partial: TranscriptPartial) -> None:
