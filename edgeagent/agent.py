@@ -50,6 +50,8 @@ class Transcriber(Protocol):
 
     async def reset(self) -> None: ...
 
+    def settled_text(self) -> str | None: ...
+
 
 class BargeInDetector(Protocol):
     def start(self) -> None: ...
@@ -225,7 +227,7 @@ class TurnController:
     def _listen_frame(self, frame: Frame) -> None:
         turn = self.turn
         assert turn is not None
-        events = self.endpointer.process(frame)
+        events = self.endpointer.process(frame, settled_text=self.transcriber.settled_text)
         if self.endpointer.state.in_speech and not events:
             self.transcriber.feed(frame)
         for event in events:
@@ -236,6 +238,7 @@ class TurnController:
                 turn.marks.speech_end_true = event.t - max(0.0, lag)
                 turn.marks.end_of_turn = event.t
                 turn.trace.speech_ms = round(event.speech_ms, 1)
+                turn.trace.end_of_turn_reason = event.reason
                 self._set_state(AgentState.THINKING, event.reason)
                 turn.task = asyncio.get_running_loop().create_task(self._reply(turn), name=f"turn-{turn.trace.turn_id[:8]}")
                 return

@@ -30,6 +30,7 @@ class TurnTrace:
     wake_score: float | None = None
     speech_ms: float | None = None
     end_of_turn_ms: float | None = None  # true end of speech -> end-of-turn decision
+    end_of_turn_reason: str | None = None  # silence | complete sentence | max_length
     end_of_speech_to_final_ms: float | None = None
     llm_backend: str | None = None
     llm_backend_reason: str | None = None

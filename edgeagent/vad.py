@@ -9,9 +9,10 @@ no-speech limits, and keeps pre-roll so STT hears the first syllable.  Its input
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
@@ -35,8 +36,9 @@ class Endpointer(Protocol):
         """Start listening for an utterance (after the wake word or in a follow-up window)."""
         ...
 
-    def process(self, frame: Frame) -> list[Event]:
-        """SpeechStarted, SpeechEnded or NoSpeech events decided on this frame."""
+    def process(self, frame: Frame, settled_text: Callable[[], str | None] | None = None) -> list[Event]:
+        """SpeechStarted, SpeechEnded or NoSpeech events decided on this frame.  ``settled_text``
+        (while listening) gives what STT already decoded of the pause, for an early end."""
         ...
 
     def preroll(self) -> np.ndarray:
@@ -46,6 +48,7 @@ class Endpointer(Protocol):
     def end(self) -> None:
         """Stop listening without a decision (the listening turn was closed from outside)."""
         ...
+
 
 
 class WebRtcActivity:
@@ -155,8 +158,10 @@ class SilenceEndpointer:
         self._active = False
         self.state = EndpointState(False, 0.0, 0.0, 0.0)
 
-    def process(self, frame: Frame) -> list[Event]:
-        """Call on every frame (also while not listening) so pre-roll is always at hand."""
+    def process(self, frame: Frame, settled_text: Callable[[], str | None] | None = None) -> list[Event]:
+        """Call on every frame (also while not listening) so pre-roll is always at hand.  The turn
+        ends after ``silence_ms`` of silence, or after ``complete_silence_ms`` when ``settled_text()``
+        (the transcript STT already decoded during this pause) is a complete sentence."""
         self._ring.write(frame.samples)
         if not self._active:
             return []
@@ -195,11 +200,35 @@ class SilenceEndpointer:
         self.state = EndpointState(True, speech_ms, silence_ms, listening)
         too_long = end_s - self._start_audio_s >= self.cfg.max_utterance_s
         if silence_ms >= self.cfg.silence_ms or too_long:
-            self._active = False
-            spoken = (self._last_voice_end_s - self._start_audio_s) * 1000
-            return [SpeechEnded(t=frame.t, audio_s=self._last_voice_end_s, speech_ms=spoken,
-                                reason="max_length" if too_long and silence_ms < self.cfg.silence_ms else "silence")]
+            return [self._ended(frame, "max_length" if too_long and silence_ms < self.cfg.silence_ms else "silence")]
+        early = self.cfg.complete_silence_ms
+        if early and silence_ms >= early and settled_text is not None:
+            text = settled_text()
+            if text is not None and is_complete_sentence(text):
+                return [self._ended(frame, "complete sentence")]
         return []
+
+    def _ended(self, frame: Frame, reason: str) -> SpeechEnded:
+        self._active = False
+        spoken = (self._last_voice_end_s - self._start_audio_s) * 1000
+        return SpeechEnded(t=frame.t, audio_s=self._last_voice_end_s, speech_ms=spoken, reason=reason)
+
+
+# A pause after one of these is the talker thinking, not done: "set a timer for ... ten minutes".
+OPEN_ENDINGS = {
+    "a", "an", "the", "and", "or", "but", "so", "to", "of", "for", "with", "in", "on", "at", "from", "by", "about",
+    "my", "your", "is", "are", "was", "what", "what's", "how", "if", "because", "than", "um", "uh", "er",
+}
+
+
+def is_complete_sentence(text: str) -> bool:
+    """Whisper punctuates: a transcript ending in . ? or ! whose last word does not leave the
+    sentence open is taken as a finished request, so the turn can end before ``silence_ms``."""
+    text = text.strip()
+    if not text or text[-1] not in ".?!" or text.endswith(".."):
+        return False
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return len(words) >= 2 and words[-1] not in OPEN_ENDINGS
 
 
 def create_endpointer(config: Config, activity: VoiceActivity) -> SilenceEndpointer:

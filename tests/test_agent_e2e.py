@@ -51,19 +51,21 @@ def fresh(stages, config):
                                endpointer=create_endpointer(config, create_voice_activity(config)))
 
 
-def converse(config, stages, user_wav, tmp_path, name="out", on_state=None):
-    return asyncio.run(run_conversation(config, stages, user_wav, tmp_path, name, on_state))
+def converse(config, stages, user_wav, tmp_path, name="out", on_state=None, realtime=False):
+    return asyncio.run(run_conversation(config, stages, user_wav, tmp_path, name, on_state, realtime))
 
 
-async def run_conversation(config, stages, user_wav, tmp_path, name="out", on_state=None):
+async def run_conversation(config, stages, user_wav, tmp_path, name="out", on_state=None, realtime=False):
     """(controller, published traces, agent audio).  ``on_state(controller, change)``, when given,
-    sees every state change as it happens."""
+    sees every state change as it happens.  Silence is skipped through quickly unless ``realtime``
+    (which the end of turn on a decoded complete sentence needs: whisper decodes while time passes)."""
     out_wav, traces = tmp_path / f"{name}.wav", tmp_path / f"{name}.jsonl"
     config = without_acoustic_echo(config)  # as `edgeagent converse` does: files have no echo path
     sink = ClockedSink(out_wav, config.audio.frame_ms)
     controller = wire(config, stages, sink, [JsonlTraceSink(traces, include_text=True)],
                       on_state=lambda change: on_state and on_state(controller, change))
-    await controller.run(WavSource(user_wav, config.audio.frame_ms).frames(), pace_replies=True)
+    await controller.run(WavSource(user_wav, config.audio.frame_ms, realtime=realtime).frames(),
+                         pace_replies=not realtime)
     controller.telemetry.close()
     await sink.close()
     published = [json.loads(line) for line in traces.read_text().splitlines()]
@@ -90,12 +92,29 @@ def test_wake_question_answer(config, fresh, tmp_path):
         assert trace[name] is not None, name
     assert trace["wake_word"] == "okay_nabu" and trace["llm_backend"] == "local"
     assert trace["barge_in"] is False and trace["barge_in_stop_ms"] is None and trace["error"] is None
-    assert trace["ttfa_ms"] > trace["end_of_turn_ms"] >= config.vad.silence_ms
+    assert trace["ttfa_ms"] > trace["end_of_turn_ms"] >= config.vad.complete_silence_ms
+    assert trace["end_of_turn_reason"] in ("complete sentence", "silence")
     # the reply is in the output, after the question, and the input before it is silent
     assert voiced_seconds(agent_audio[: int(question_end * 16000)]) == 0
     assert voiced_seconds(agent_audio, question_end) >= 0.8
     assert abs(voiced_seconds(agent_audio) * 1000 - trace["speak_ms"]) < 1500
     assert fresh.conversation.turns[0][0] == trace["transcript"]
+
+
+def test_a_complete_sentence_ends_the_turn_before_the_silence_limit(config, fresh, tmp_path):
+    """With a long silence limit, a finished question still ends the turn after complete_silence_ms;
+    a pause after an open phrase ("set a timer for") does not."""
+    patient = apply_partial(config, {"vad": {"silence_ms": 1500}, "llm": {"max_tokens": 8}, "agent": {"follow_up_s": 0}})
+    fresh.endpointer.cfg = patient.vad  # the endpointer holds the VAD timings (fresh per test)
+    user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav("What is the capital of France?"), 8.0,
+                        piper_wav("Okay Nabu."), 0.3, piper_wav("Set a timer for"), 0.6, piper_wav("ten minutes."), 2.5)
+    _, traces, _ = converse(patient, fresh, user, tmp_path, realtime=True)
+    assert [t["outcome"] for t in traces] == ["answered", "answered"], traces
+    finished, paused = traces
+    assert finished["end_of_turn_reason"] == "complete sentence", finished
+    assert patient.vad.complete_silence_ms <= finished["end_of_turn_ms"] < patient.vad.silence_ms
+    heard = paused["transcript"].lower()  # the pause after "for" did not end the turn
+    assert "timer" in heard and ("ten minutes" in heard or "10 minutes" in heard), heard
 
 
 def test_follow_up_without_wake_word(config, fresh, tmp_path):

@@ -15,7 +15,7 @@ from edgeagent.audio.frames import Frame
 from edgeagent.audio.wav import WavSource, read_audio
 from edgeagent.config import load_config
 from edgeagent.events import NoSpeech, SpeechEnded, SpeechStarted
-from edgeagent.vad import create_endpointer, create_voice_activity
+from edgeagent.vad import create_endpointer, create_voice_activity, is_complete_sentence
 from edgeagent.wake import WakeModelError, create_wake_detector
 from tests.conftest import REPO
 from tests.speech import concat_wav, espeak_wav, piper_wav
@@ -88,6 +88,20 @@ def test_a_score_wobbling_around_the_threshold_fires_once(config):
     slot.model, slot.window = Scripted(), collections.deque(maxlen=1)
     fired = [bool(detector.process(Frame(np.zeros(320, np.int16), i, i * 0.02, 0.0))) for i in range(10)]
     assert fired == [False, True, False, False, False, False, False, False, True, False]
+
+
+@pytest.mark.parametrize("text, complete", [
+    ("What is the capital of France?", True),
+    ("Turn on the kitchen lights.", True),
+    ("Stop!", False),  # one word: too little to be sure
+    ("Set a timer for", False),
+    ("Set a timer for.", False),  # whisper punctuates a pause, the sentence is still open
+    ("What's the weather like?", True),
+    ("Play some music...", False),
+    ("", False),
+])
+def test_complete_sentence_rule(text, complete):
+    assert is_complete_sentence(text) is complete
 
 
 def test_stop_word_only_while_speaking(config, tmp_path):

@@ -57,6 +57,12 @@ class StreamingTranscriber:
         return TranscriptFinal(t=time.monotonic(), text=transcript.text, confidence=transcript.confidence,
                                engine=self.recognizer.name)
 
+    def settled_text(self) -> str | None:
+        """What the engine already knows the utterance says, if it decoded it during the pause
+        (whisper's speculation); None for engines without that, or while the talker goes on."""
+        settled = getattr(self.recognizer, "settled_text", None)
+        return settled() if settled is not None and self._open else None
+
     async def reset(self) -> None:
         """Drop the current utterance and everything queued for it (barge-in, cancelled turn)."""
         self._generation += 1

@@ -87,6 +87,14 @@ class WhisperRecognizer:
         finally:
             self.reset()
 
+    def settled_text(self) -> str | None:
+        """The speculative transcript once decoded, while no speech has come after it; else None.
+        Read from the event loop while the worker feeds: a snapshot, never a wait."""
+        spec = self._speculation
+        if spec is None or not spec.future.done() or spec.speech_frames != self._speech_frames:
+            return None
+        return None if spec.future.exception() else spec.future.result().text
+
     def reset(self) -> None:
         self._chunks: list[np.ndarray] = []
         self._samples = 0
