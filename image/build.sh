@@ -186,7 +186,12 @@ case $ARCH in
     # name the image's root by label and HDMI + the Pi 4 UART as consoles, then run it again.
     sed -i -e 's/^#\?ROOTPART=.*/ROOTPART=LABEL=RASPIROOT/' -e 's/^#\?CONSOLES=.*/CONSOLES="ttyS1,115200 tty0"/' \
       "$ROOTFS/etc/default/raspi-firmware"
+    # The hook refuses to run unless /boot/firmware is a mount point or it can tell it is in a
+    # chroot, which `ischroot` only can with /proc mounted (and systemd-detect-virt only on some hosts).
+    mount -t proc proc "$ROOTFS/proc"
+    trap 'umount "$ROOTFS/proc" 2>/dev/null || true' EXIT
     in_root env DEB_MAINT_PARAMS=configure /etc/kernel/postinst.d/z50-raspi-firmware
+    umount "$ROOTFS/proc"; trap - EXIT
     cp -a "$ROOTFS/boot/firmware/." "$BOOTFILES/" ;;
   amd64)
     # The CI variant boots with QEMU -kernel/-initrd/-append taken from this partition (the way the
