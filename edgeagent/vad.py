@@ -50,7 +50,6 @@ class Endpointer(Protocol):
         ...
 
 
-
 class WebRtcActivity:
     """Google's WebRTC VAD: a binary decision per 10/20/30 ms frame."""
 

@@ -81,8 +81,11 @@ class WhisperRecognizer:
                 return Transcript("", None)  # whisper invents words on pure silence
             spec = self._speculation
             if spec is not None and spec.speech_frames == self._speech_frames:
-                self.speculation_hits += 1
-                return spec.future.result()
+                result = spec.future.result()
+                if result.text:
+                    self.speculation_hits += 1
+                    return result
+                # nothing recognised in the audio cut at the pause: try once more on all of it
             return self._submit(self._samples).future.result()
         finally:
             self.reset()
