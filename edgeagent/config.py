@@ -86,8 +86,10 @@ class VadConfig:
     threshold: float = bounded(0.5, 0.0, 1.0)  # silero
     min_speech_ms: int = bounded(120, 0, 5000)
     silence_ms: int = bounded(500, 100, 5000)
-    # end of turn already after this much silence when the transcript so far is a complete sentence; 0: off
-    complete_silence_ms: int = bounded(250, 0, 5000)
+    # end of turn already after this much silence when the transcript so far is a complete sentence.
+    # Off (0) by default: Whisper completes open phrases ("set a timer for" -> "Set a timer for it."),
+    # which would cut off a user who pauses to think; and on 2 cores its decode is rarely ready in time.
+    complete_silence_ms: int = bounded(0, 0, 5000)
     max_utterance_s: float = bounded(15.0, 1.0, 120.0)
     no_speech_timeout_s: float = bounded(5.0, 0.5, 60.0)
     preroll_ms: int = bounded(300, 0, 2000)
