@@ -26,7 +26,9 @@ CLOUD_FIELDS = ("cloud_base_url", "cloud_model", "cloud_api_key", "request_timeo
 
 async def apply_live(config: Config, controller: "TurnController", stages: "Stages") -> None:
     old = controller.config
-    redact_secrets(secret_values(config))  # a new API key is scrubbed from logs before anything can log it
+    new_secrets = set(secret_values(config)) - set(secret_values(old))
+    if new_secrets:  # a new API key is scrubbed from logs before anything can log it (one filter per new secret)
+        redact_secrets(sorted(new_secrets))
     controller.config = config  # follow-up window and barge-in look-back are read per turn
     stages.wake.configure(config.wake)
     stages.endpointer.cfg = config.vad
