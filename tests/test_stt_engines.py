@@ -109,7 +109,7 @@ def test_pocketsphinx_grammar_mode_recognizes_commands_exactly(config, tmp_path)
 
 def test_pocketsphinx_keyphrase_mode_spots_listed_phrases_only(tmp_path):
     phrases = tmp_path / "keyphrases.txt"
-    phrases.write_text("turn on the lights /1e-20/\nstop the music /1e-20/\n")
+    phrases.write_text("turn on the lights /1e-30/\nstop the music /1e-30/\n")
     cfg = load_config(env={})
     cfg.stt.grammar = str(phrases)
     recognizer = create_recognizer(cfg, "pocketsphinx")
