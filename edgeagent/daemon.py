@@ -27,20 +27,19 @@ from edgeagent.fleet.link import FleetLink
 from edgeagent.service import notify, watchdog_loop
 from edgeagent.voice_device import VoiceDevice
 from edgeagent.config import Config
+from edgeagent.engine_guard import StartGuard, build_recognizer, build_synthesizer, build_voice_activity, build_wake
 from edgeagent.events import StateChanged, TranscriptPartial
+from edgeagent.llm.base import LlmError
 from edgeagent.llm.conversation import Conversation
-from edgeagent.llm.local import LocalLlama
+from edgeagent.llm.local import LocalLlm
 from edgeagent.llm.openai_client import OpenAiChat
 from edgeagent.llm.router import LlmRouter
 from edgeagent.modelstore import model_path
 from edgeagent.responder import VoiceResponder
-from edgeagent.stt import create_recognizer
 from edgeagent.stt.streaming import StreamingTranscriber
-from edgeagent.tts.factory import create_synthesizer
 from edgeagent.tts.output import open_output
 from edgeagent.tts.speaker import Speaker
-from edgeagent.vad import create_endpointer, create_voice_activity
-from edgeagent.wake import create_wake_detector
+from edgeagent.vad import create_endpointer
 from edgeagent.telemetry import JsonlTraceSink, LogTraceSink, TraceFanout, TraceSink
 from edgeagent.trace import TurnTrace
 
@@ -57,31 +56,56 @@ class Stages:
     router: LlmRouter
     conversation: Conversation
     synthesizer: object
+    degraded: dict[str, str] = dataclasses.field(default_factory=dict)  # family -> fallback in use, and why
 
     def close(self) -> None:
         self.transcriber.shutdown()
         self.transcriber.recognizer.close()
+        self.router.close()
 
 
-def build_router(config: Config) -> LlmRouter:
-    """Embedded model (unless disabled) plus the cloud endpoint (when configured)."""
+def build_router(config: Config, wait: bool = True) -> LlmRouter:
+    """Embedded model (unless disabled) plus the cloud endpoint (when configured).  With ``wait``
+    False the embedded model's process is still loading: ``LocalLlm.wait_ready`` before use."""
     local = None
     if config.llm.local_enabled:
         path = Path(config.llm.local_model_path) if config.llm.local_model_path else \
             model_path("llm/smollm2-135m-instruct-q4_1", config.models_dir)
-        local = LocalLlama(path, config.llm.max_tokens, config.llm.temperature, threads=config.llm.local_threads)
+        local = LocalLlm(path, config.llm.max_tokens, config.llm.temperature, threads=config.llm.local_threads,
+                         system_prompt=config.llm.system_prompt, wait=wait)
     return LlmRouter(local, OpenAiChat.from_config(config.llm), config.llm.first_token_deadline_s)
 
 
-def load_stages(config: Config) -> Stages:
-    return Stages(
-        wake=create_wake_detector(config),
-        endpointer=create_endpointer(config, create_voice_activity(config)),
-        transcriber=StreamingTranscriber(create_recognizer(config), on_partial=log_partial),
-        router=build_router(config),
-        conversation=Conversation(config.llm.system_prompt, config.llm.history_turns),
-        synthesizer=create_synthesizer(config),
-    )
+def _wait_for_local_llm(router: LlmRouter, guard: StartGuard) -> None:
+    """The embedded model up, or noted as missing: a device still answers through the cloud (or apologises)."""
+    if router.local is None:
+        return
+    notify(f"EXTEND_TIMEOUT_USEC={int(guard.step_timeout_s * 1e6)}\nSTATUS=loading llm (local)")
+    try:
+        router.local.wait_ready()
+    except LlmError as exc:
+        log.error("embedded LLM unavailable: %s", exc)
+        guard.degraded["llm"] = f"local model failed to start ({exc}); cloud only"
+        router.local = None
+
+
+def load_stages(config: Config, guard: StartGuard | None = None) -> Stages:
+    """Every engine loaded and run once; the LLM's own process starts first, so it loads meanwhile.
+    An in-process engine that keeps crashing (or fails) at start is replaced by its fallback (``guard``)."""
+    guard = guard or StartGuard(config.state_dir)
+    router = build_router(config, wait=False)
+    try:
+        wake = guard.load(config, "wake", build_wake)
+        endpointer = create_endpointer(config, guard.load(config, "vad", build_voice_activity))
+        transcriber = StreamingTranscriber(guard.load(config, "stt", build_recognizer), on_partial=log_partial)
+        synthesizer = guard.load(config, "tts", build_synthesizer)
+        _wait_for_local_llm(router, guard)
+    except BaseException:
+        router.close()
+        raise
+    return Stages(wake=wake, endpointer=endpointer, transcriber=transcriber, router=router,
+                  conversation=Conversation(config.llm.system_prompt, config.llm.history_turns),
+                  synthesizer=synthesizer, degraded=dict(guard.degraded))
 
 
 def wire(config: Config, stages: Stages, sink, trace_sinks: list[TraceSink],
@@ -168,7 +192,7 @@ async def run_daemon(config: Config, input_wav: Path | None = None, output_wav: 
     sinks = default_trace_sinks(config) + ([link] if link else [])
 
     def state_changed(change: StateChanged) -> None:
-        notify(f"STATUS={change.new.value}")
+        notify(f"STATUS={ready_status(stages, change.new.value)}")
         if link is not None and device is not None:
             device._changed()
 
@@ -180,8 +204,9 @@ async def run_daemon(config: Config, input_wav: Path | None = None, output_wav: 
         device.attach_controller(controller, stages)
         link.start()
         background.append(asyncio.create_task(_stop_on(device.restart_requested, controller)))
-    notify("READY=1\nSTATUS=idle")
-    log.info("edgeagent ready (device %s)", config.device.id)
+    notify(f"READY=1\nSTATUS={ready_status(stages)}")
+    log.info("edgeagent ready (device %s)%s", config.device.id,
+             "".join(f"; {family}: {why}" for family, why in stages.degraded.items()))
     try:
         await controller.run(source.frames())
     finally:
@@ -195,6 +220,13 @@ async def run_daemon(config: Config, input_wav: Path | None = None, output_wav: 
             await link.stop()
         stages.close()
     return bool(device and device.restart_requested.is_set())
+
+
+def ready_status(stages: Stages, state: str = "idle") -> str:
+    """systemd's STATUS line: the agent's state, and any engine running on its fallback."""
+    if not stages.degraded:
+        return state
+    return f"{state} (degraded: " + "; ".join(f"{family}: {why}" for family, why in stages.degraded.items()) + ")"
 
 
 async def _stop_on(event: asyncio.Event, controller: TurnController) -> None:

@@ -41,7 +41,8 @@ PACKAGES = {
     "vosk": ("vosk", "vosk STT", False),
     "faster_whisper": ("faster-whisper", "Whisper STT", False),
     "piper": ("piper-tts", "piper TTS", False),
-    "llama_cpp": ("llama-cpp-python", "embedded LLM (make install builds it once)", False),
+    "xllamacpp": ("xllamacpp", "embedded LLM (llama.cpp, prebuilt)", False),
+    "pywebrtc_audio": ("pywebrtc-audio", "echo cancellation for barge-in", False),
     "systemd": ("systemd-python", "journald + sd_notify (apt libsystemd-dev)", False),
 }
 
@@ -169,9 +170,9 @@ def check_speech_output(config: Config) -> Iterable[Check]:
         missing = [str(p) for p in (voice, voice.with_name(voice.name + ".json")) if not p.is_file()]
         yield Check("tts", "piper voice", "fail" if missing else "ok",
                     f"missing {', '.join(missing)} (set tts.voice or `edgeagent models install`)" if missing else str(voice))
-    aec = importlib.util.find_spec("aec_audio_processing") is not None
+    aec = importlib.util.find_spec("pywebrtc_audio") is not None
     yield Check("tts", "echo cancellation", "ok" if aec or not config.agent.echo_cancel else "warn",
-                "WebRTC AEC for barge-in" if aec else "aec-audio-processing missing: barge-in ducks instead "
+                "WebRTC AEC3 for barge-in" if aec else "pywebrtc-audio missing: barge-in ducks instead "
                 "(pip install 'edgeagent[aec]')")
 
 
@@ -218,3 +219,68 @@ def check_stt(config: Config) -> Iterable[Check]:
 
 
 CHECKS.append(check_stt)
+
+# what to do when an engine crashes on this machine, per family
+ENGINE_ADVICE = {
+    "wake": "set wake.engine to the other engine (microwakeword / openwakeword)",
+    "vad": "set vad.engine to the other engine (webrtc / silero)",
+    "stt": "set stt.engine = pocketsphinx",
+    "tts": "set tts.engine = espeak",
+    "aec": "set agent.echo_cancel = false (barge-in then ducks)",
+    "llm": "set llm.local_enabled = false and use a cloud endpoint, and report the CPU (lscpu) as a bug",
+}
+ENGINE_CHECK_TIMEOUT_S = 300.0
+
+
+def check_engines(config: Config) -> Iterable[Check]:
+    """Each native engine loaded and run once in a child process: a crash is a FAIL, not our crash."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from edgeagent.config import to_toml
+    from edgeagent.llm.local import describe_exit
+
+    families = ["wake", "vad", "stt", "tts"] + (["aec"] if config.agent.echo_cancel else []) + \
+        (["llm"] if config.llm.local_enabled else [])
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as fh:
+        fh.write(to_toml(config))  # redacted: no engine here needs a secret
+    try:
+        for family in families:
+            command = [sys.executable, "-m", "edgeagent.engine_check", "--config", fh.name, family]
+            try:
+                done = subprocess.run(command, capture_output=True, text=True, timeout=ENGINE_CHECK_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                yield Check("engine", family, "fail", f"hung for {ENGINE_CHECK_TIMEOUT_S:.0f} s: {ENGINE_ADVICE[family]}")
+                continue
+            if done.returncode == 0:
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+                yield Check("engine", family, "ok", f"{result['engine']} ran once in {result['ms']} ms")
+            elif done.returncode < 0:
+                yield Check("engine", family, "fail", f"crashed ({describe_exit(done.returncode)}) on this CPU: "
+                                                      f"{ENGINE_ADVICE[family]}")
+            else:
+                why = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                yield Check("engine", family, "fail", f"{why}: {ENGINE_ADVICE[family]}")
+    finally:
+        os.unlink(fh.name)
+
+
+def check_engine_starts(config: Config) -> Iterable[Check]:
+    """Engines that crashed the daemon at start, and which fallback it runs on because of that."""
+    from edgeagent.engine_guard import CRASH_LIMIT, FALLBACKS, StartGuard
+
+    for key, record in sorted(StartGuard(config.state_dir).records().items()):
+        family, _, engine = key.partition(":")
+        fallback = FALLBACKS.get(family, {}).get(engine)
+        if record.attempts >= CRASH_LIMIT and fallback:
+            yield Check("engine", f"{family} start", "warn",
+                        f"{engine} crashed the daemon {record.attempts} times at start; it runs {fallback} instead. "
+                        "Fixed? `edgeagent doctor --retry-engines`")
+        elif record.attempts:
+            yield Check("engine", f"{family} start", "warn", f"{engine}: {record.attempts} start(s) died while loading it")
+
+
+CHECKS += [check_engine_starts, check_engines]

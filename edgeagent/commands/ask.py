@@ -25,14 +25,17 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> RouteResult:
         router = build_router(config)
-        if router.cloud is not None:
-            router.cloud_reachable = await router.cloud.probe()
-        result = RouteResult()
-        messages = Conversation(config.llm.system_prompt).messages_for(args.text)
-        async for token in router.stream(messages, result):
-            print(token, end="", flush=True)
-        print()
-        return result
+        try:
+            if router.cloud is not None:
+                router.cloud_reachable = await router.cloud.probe()
+            result = RouteResult()
+            messages = Conversation(config.llm.system_prompt).messages_for(args.text)
+            async for token in router.stream(messages, result):
+                print(token, end="", flush=True)
+            print()
+            return result
+        finally:
+            router.close()
 
     try:
         result = asyncio.run(main())

@@ -14,6 +14,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("doctor", help="check audio devices, models, config, broker and LLM endpoints")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--show-config", action="store_true", help="also print the config in force (secrets redacted)")
+    parser.add_argument("--retry-engines", action="store_true",
+                        help="forget engines that crashed at start, so the daemon tries the configured ones again")
     parser.set_defaults(handler=run)
 
 
@@ -28,6 +30,11 @@ def run(args: argparse.Namespace) -> int:
         checks += run_checks(load_config(None, env={}))
         config = None
     else:
+        if args.retry_engines:
+            from edgeagent.engine_guard import StartGuard
+
+            forgotten = StartGuard(config.state_dir).forget()
+            print(f"forgot the start records of {', '.join(forgotten) or 'no engine'}: the next start tries the configured engines")
         checks = [Check("config", args.config or "(defaults + environment)", "ok", f"device id {config.device.id}")]
         checks += run_checks(config)
     if args.json:

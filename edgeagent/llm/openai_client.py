@@ -16,7 +16,8 @@ class OpenAiChat:
     name = "cloud"
 
     def __init__(self, base_url: str, model: str, api_key: str = "", timeout_s: float = 10.0,
-                 max_tokens: int = 160, temperature: float = 0.6):
+                 max_tokens: int = 160, temperature: float = 0.6, name: str = "cloud"):
+        self.name = name
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.max_tokens, self.temperature = max_tokens, temperature
@@ -37,10 +38,10 @@ class OpenAiChat:
         try:
             async with self.client.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
                 if response.status_code in (401, 403):
-                    raise LlmError(f"cloud LLM rejected the API key ({response.status_code}): check llm.cloud_api_key")
+                    raise LlmError(f"{self.name} LLM rejected the API key ({response.status_code}): check llm.cloud_api_key")
                 if response.status_code >= 400:
                     detail = (await response.aread()).decode(errors="replace")[:200]
-                    raise LlmError(f"cloud LLM answered HTTP {response.status_code}: {detail}")
+                    raise LlmError(f"{self.name} LLM answered HTTP {response.status_code}: {detail}")
                 async for line in response.aiter_lines():
                     text = parse_sse_line(line)
                     if text is _END:
@@ -48,7 +49,7 @@ class OpenAiChat:
                     if text:
                         yield text
         except httpx.HTTPError as exc:
-            raise LlmError(f"cloud LLM at {self.base_url} unreachable: {type(exc).__name__}: {exc}") from None
+            raise LlmError(f"{self.name} LLM at {self.base_url} unreachable: {type(exc).__name__}: {exc}") from None
 
     async def probe(self, timeout_s: float = 2.0) -> bool:
         """Cheap reachability check (GET /models); used before the user speaks."""

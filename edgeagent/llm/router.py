@@ -68,6 +68,12 @@ class LlmRouter:
         if self._reprobe is not None:
             self._reprobe.set()
 
+    def close(self) -> None:
+        """Stop the embedded model's process (the cloud client closes with its loop)."""
+        close = getattr(self.local, "close", None)
+        if close is not None:
+            close()
+
     def choose(self) -> tuple[ChatBackend, str]:
         now = time.monotonic()
         if self.cloud is None:
