@@ -46,13 +46,13 @@ doctor: venv
 	$(BIN)/edgeagent doctor
 
 bench: install ## the seeded workload through the real daemon + baselines: bench/report.md, results.json, plots
-	$(BIN)/edgeagent bench $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 eval-wake: install ## wake-word FRR (voices, speeds, noise) and false accepts per hour, always-on cost
-	$(BIN)/python benchmarks/bench_listen.py
+	$(BIN)/python -m benchmarks.bench_listen
 
 bench-stages: install ## each stage's own benchmark in benchmarks/ (P50/P90, RTF, memory)
-	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+	@for f in benchmarks/bench_*.py; do m=$$(basename $$f .py); echo "== $$m"; $(BIN)/python -m benchmarks.$$m || exit 1; done
 
 clean:
 	rm -rf .pytest_cache build *.egg-info .state out

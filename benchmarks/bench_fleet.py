@@ -15,13 +15,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from edgeagent.config import load_config  # noqa: E402
-from edgeagent.fleet.device import StandaloneDevice  # noqa: E402
-from edgeagent.fleet.link import FleetLink  # noqa: E402
-from edgeagent.trace import TurnTrace  # noqa: E402
-from tests.fleet_support import Broker, device_config  # noqa: E402
+from edgeagent.config import load_config
+from edgeagent.fleet.device import StandaloneDevice
+from edgeagent.fleet.link import FleetLink
+from edgeagent.turn.trace import TurnTrace
+from benchmarks.broker import Broker, device_config
 
 CALLS = 2000
 

@@ -1,7 +1,7 @@
 """Always-on cost of the listening stage (wake word + VAD + endpointer), and wake accuracy.
 
 Prints CPU seconds per audio second (real-time factor) for each VAD engine, the process RSS,
-and per-model detections on generated positives/negatives.  Usage: python benchmarks/bench_listen.py
+and per-model detections on generated positives/negatives.  Usage: python -m benchmarks.bench_listen
 """
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgeagent.audio.frames import Frame  # noqa: E402
-from edgeagent.audio.wav import read_audio, split_frames  # noqa: E402
-from edgeagent.config import load_config  # noqa: E402
-from edgeagent.vad import create_endpointer, create_voice_activity  # noqa: E402
-from edgeagent.wake import create_wake_detector  # noqa: E402
-from edgeagent.synthetic_speech import espeak_wav, piper_wav  # noqa: E402
+from edgeagent.audio.frames import Frame
+from edgeagent.audio.wav import read_audio, split_frames
+from edgeagent.config import load_config
+from edgeagent.ear.vad import create_endpointer, create_voice_activity
+from edgeagent.ear.wake import create_wake_detector
+from benchmarks.speech import espeak_wav, piper_wav
 
 PHRASES = {"okay_nabu": "Okay Nabu", "hey_jarvis": "Hey Jarvis", "alexa": "Alexa", "hey_mycroft": "Hey Mycroft"}
 NEGATIVE_TEXT = ["What is the weather like today?", "Turn on the kitchen lights please.", "Okay, now I am busy.",
@@ -52,8 +51,8 @@ import sys, numpy as np, psutil
 sys.path.insert(0, sys.argv[1])
 from edgeagent.config import load_config
 from edgeagent.audio.frames import Frame
-from edgeagent.vad import create_endpointer, create_voice_activity
-from edgeagent.wake import create_wake_detector
+from edgeagent.ear.vad import create_endpointer, create_voice_activity
+from edgeagent.ear.wake import create_wake_detector
 config = load_config(None, env={}); config.vad.engine = sys.argv[2]
 wake = create_wake_detector(config); endpointer = create_endpointer(config, create_voice_activity(config))
 silence = np.zeros(320, np.int16)

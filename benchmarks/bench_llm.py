@@ -1,23 +1,20 @@
 """LLM figures: embedded time to first token and tokens/s, failover cost, routing decision time.
 
-Usage: python benchmarks/bench_llm.py
+Usage: python -m benchmarks.bench_llm
 """
 
 from __future__ import annotations
 
 import asyncio
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgeagent.config import load_config  # noqa: E402
-from edgeagent.daemon import build_router  # noqa: E402
-from edgeagent.llm.conversation import Conversation  # noqa: E402
-from edgeagent.llm.openai_client import OpenAiChat  # noqa: E402
-from edgeagent.llm.router import RouteResult  # noqa: E402
+from edgeagent.config import load_config
+from edgeagent.runtime.daemon import build_router
+from edgeagent.llm.conversation import Conversation
+from edgeagent.llm.openai_client import OpenAiChat
+from edgeagent.llm.router import RouteResult
 
 QUESTIONS = ["What is the capital of France?", "How many legs does a spider have?", "Tell me a fun fact about cats.",
              "What is the boiling point of water?", "Who wrote Romeo and Juliet?", "What do bees make?"]

@@ -19,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgeagent.audio.wav import read_audio  # noqa: E402
-from edgeagent.config import load_config  # noqa: E402
-from edgeagent.stt import create_recognizer  # noqa: E402
-from edgeagent.stt.streaming import StreamingTranscriber  # noqa: E402
-from edgeagent.synthetic_speech import espeak_wav, piper_wav  # noqa: E402
+from edgeagent.audio.wav import read_audio
+from edgeagent.config import load_config
+from edgeagent.stt import create_recognizer
+from edgeagent.stt.streaming import StreamingTranscriber
+from benchmarks.speech import espeak_wav, piper_wav
 
 RATE, FRAME = 16000, 320
 SNR_DB = 10.0

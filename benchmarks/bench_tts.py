@@ -7,22 +7,20 @@ Plain script (``make bench``); about a minute on a 2-core x86 machine.
 from __future__ import annotations
 
 import asyncio
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgeagent.audio.echo import EchoReference, create_echo_canceller  # noqa: E402
-from edgeagent.audio.frames import Frame, frame_samples  # noqa: E402
-from edgeagent.audio.wav import WavSink, read_audio  # noqa: E402
-from edgeagent.bargein import BargeInDetector  # noqa: E402
-from edgeagent.config import load_config  # noqa: E402
-from edgeagent.tts.factory import create_synthesizer  # noqa: E402
-from edgeagent.tts.speaker import Speaker  # noqa: E402
+from edgeagent.audio.echo import EchoReference, create_echo_canceller
+from edgeagent.audio.frames import Frame, frame_samples
+from edgeagent.audio.wav import WavSink, read_audio
+from edgeagent.ear.bargein import BargeInDetector
+from edgeagent.config import load_config
+from edgeagent.tts.factory import create_synthesizer
+from edgeagent.audio.playout import Speaker
 
 FIRST_SENTENCES = ["Sure.", "Okay, here it is.", "It is sunny today.", "The timer is set.", "Good morning!"]
 THREE = ["The weather today is sunny and warm.", "Tomorrow brings some light rain in the afternoon.",

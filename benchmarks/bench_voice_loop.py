@@ -3,7 +3,7 @@
 Each turn is a real-time WAV (wake word + question, several voices) through the daemon's own
 wiring with the embedded LLM.  Prints P50/P90/max per stage and the pipeline's own overhead:
 TTFA minus every stage's compute (end-of-turn wait, STT final, LLM TTFT, chunk wait, TTS first
-chunk).  Usage: python benchmarks/bench_voice_loop.py [--turns N] [--json FILE]
+chunk).  Usage: python -m benchmarks.bench_voice_loop [--turns N] [--json FILE]
 """
 
 from __future__ import annotations
@@ -17,14 +17,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from edgeagent.audio.timeline import ClockedSink  # noqa: E402
-from edgeagent.audio.wav import WavSource  # noqa: E402
-from edgeagent.config import load_config  # noqa: E402
-from edgeagent.daemon import load_stages, wire, without_acoustic_echo  # noqa: E402
-from edgeagent.llm.conversation import Conversation  # noqa: E402
-from edgeagent.synthetic_speech import concat_wav, espeak_wav, piper_wav  # noqa: E402
+from edgeagent.audio.timeline import ClockedSink
+from edgeagent.audio.wav import WavSource
+from edgeagent.config import load_config
+from edgeagent.runtime.daemon import load_stages, wire, without_acoustic_echo
+from edgeagent.llm.conversation import Conversation
+from benchmarks.speech import concat_wav, espeak_wav, piper_wav
 
 QUESTIONS = [
     "What is the capital of France?", "How many legs does a spider have?", "What color is the sky?",

@@ -249,7 +249,7 @@ def check_engines(config: Config) -> Iterable[Check]:
         fh.write(to_toml(config))  # redacted: no engine here needs a secret
     try:
         for family in families:
-            command = [sys.executable, "-m", "edgeagent.engine_check", "--config", fh.name, family]
+            command = [sys.executable, "-m", "edgeagent.runtime.engine_check", "--config", fh.name, family]
             try:
                 done = subprocess.run(command, capture_output=True, text=True, timeout=ENGINE_CHECK_TIMEOUT_S)
             except subprocess.TimeoutExpired:
@@ -270,7 +270,7 @@ def check_engines(config: Config) -> Iterable[Check]:
 
 def check_engine_starts(config: Config) -> Iterable[Check]:
     """Engines that crashed the daemon at start, and which fallback it runs on because of that."""
-    from edgeagent.engine_guard import CRASH_LIMIT, FALLBACKS, StartGuard
+    from edgeagent.runtime.engine_guard import CRASH_LIMIT, FALLBACKS, StartGuard
 
     for key, record in sorted(StartGuard(config.state_dir).records().items()):
         family, _, engine = key.partition(":")

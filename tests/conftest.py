@@ -1,12 +1,15 @@
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+from benchmarks.broker import Broker, free_port
+
+__all__ = ["free_port"]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -17,12 +20,6 @@ def _isolated_env(monkeypatch):
     for name in list(os.environ):
         if name.startswith("EDGEAGENT_"):
             monkeypatch.delenv(name)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -59,3 +56,12 @@ def llama_server():
     yield process, base
     process.kill()
     process.wait()
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A real mosquitto with the repo's ACL on a free loopback port (benchmarks.broker)."""
+    b = Broker(tmp_path / "broker")
+    b.start()
+    yield b
+    b.stop()

@@ -1,5 +1,5 @@
-"""Speech fixtures for the tests: see edgeagent.synthetic_speech."""
+"""Speech fixtures for the tests: see benchmarks.speech."""
 
-from edgeagent.synthetic_speech import concat_wav, espeak_wav, piper_wav, voiced_seconds
+from benchmarks.speech import concat_wav, espeak_wav, piper_wav, voiced_seconds
 
 __all__ = ["concat_wav", "espeak_wav", "piper_wav", "voiced_seconds"]

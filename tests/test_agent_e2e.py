@@ -13,13 +13,13 @@ import pytest
 from edgeagent.audio.timeline import ClockedSink
 from edgeagent.audio.wav import WavSource, read_audio
 from edgeagent.config import apply_partial, load_config
-from edgeagent.live_config import apply_live
+from edgeagent.runtime.live_config import apply_live
 from edgeagent.events import AgentState
-from edgeagent.daemon import load_stages, wire, without_acoustic_echo
+from edgeagent.runtime.daemon import load_stages, wire, without_acoustic_echo
 from edgeagent.llm.conversation import Conversation
 from edgeagent.llm.openai_client import OpenAiChat
-from edgeagent.telemetry import JsonlTraceSink
-from edgeagent.vad import create_endpointer, create_voice_activity
+from edgeagent.runtime.trace_sinks import JsonlTraceSink
+from edgeagent.ear.vad import create_endpointer, create_voice_activity
 from tests.conftest import free_port
 from tests.speech import concat_wav, espeak_wav, piper_wav, voiced_seconds
 
@@ -207,7 +207,7 @@ def test_cloud_stopped_mid_conversation_next_turn_answers_locally(config, fresh,
 
 
 def test_fleet_config_changes_reach_the_running_stages(config, fresh, tmp_path, llama_server):
-    """What `config/desired` applies live (edgeagent.live_config) changes the next turn, models untouched."""
+    """What `config/desired` applies live (edgeagent.runtime.live_config) changes the next turn, models untouched."""
     _, base = llama_server
     user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav("What is the capital of France?"), 1.0)
     normal = apply_partial(config, {"llm": {"max_tokens": 24}})

@@ -1,6 +1,6 @@
 """The bench's own arithmetic: workload, WER, percentiles, compare (the run itself is `make bench`)."""
 
-from edgeagent.benchmark import compare, make_workload, percentiles, word_errors
+from benchmarks.workload import compare, make_workload, percentiles, word_errors
 
 
 def test_workload_is_fixed_by_its_seed_and_mixes_cases():

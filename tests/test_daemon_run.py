@@ -9,11 +9,11 @@ import sys
 
 from edgeagent.audio.wav import read_audio
 from tests.conftest import REPO
-from tests.fleet_support import Watcher, broker, device_config  # noqa: F401  (broker is a fixture)
+from tests.fleet_support import Watcher, device_config
 from tests.speech import concat_wav, piper_wav, voiced_seconds
 
 
-def test_daemon_on_wav_with_fleet_notify_and_sigterm(tmp_path, broker):  # noqa: F811
+def test_daemon_on_wav_with_fleet_notify_and_sigterm(tmp_path, broker):
     user = concat_wav(tmp_path / "user.wav", [0.5, piper_wav("Okay Nabu."), 0.3,
                                               piper_wav("What is the capital of France?"), 30.0])
     config = device_config(tmp_path, broker, "speaker-1", llm={"max_tokens": 16}, agent={"follow_up_s": 1.0})

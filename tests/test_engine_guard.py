@@ -12,9 +12,9 @@ import subprocess
 import sys
 
 from edgeagent.audio.wav import read_audio
-from edgeagent.engine_guard import CRASH_LIMIT, FAULT_INJECT_ENV
+from edgeagent.runtime.engine_guard import CRASH_LIMIT, FAULT_INJECT_ENV
 from tests.conftest import REPO
-from tests.fleet_support import Watcher, broker, device_config  # noqa: F401  (broker is a fixture)
+from tests.fleet_support import Watcher, device_config
 from tests.speech import concat_wav, piper_wav, voiced_seconds
 
 
@@ -29,7 +29,7 @@ def _edgeagent(config, *args, env, timeout=300, **kwargs):
                           capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
-def test_a_tts_engine_that_keeps_crashing_at_start_is_replaced_by_its_fallback(tmp_path, broker):  # noqa: F811
+def test_a_tts_engine_that_keeps_crashing_at_start_is_replaced_by_its_fallback(tmp_path, broker):
     user = concat_wav(tmp_path / "user.wav", [0.5, piper_wav("Okay Nabu."), 0.3,
                                               piper_wav("What is the capital of France?"), 4.0])
     config = device_config(tmp_path, broker, "crashy", llm={"max_tokens": 12}, agent={"follow_up_s": 0.0})

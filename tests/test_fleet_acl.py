@@ -6,10 +6,10 @@ import queue
 
 import pytest
 
-from tests.fleet_support import Watcher, broker  # noqa: F401
+from tests.fleet_support import Watcher
 
 
-def users(broker):  # noqa: F811
+def users(broker):
     broker.add_user("deva", "pa")
     broker.add_user("devb", "pb")
     return ("deva", "pa"), ("devb", "pb")
@@ -21,7 +21,7 @@ def assert_nothing(watcher: Watcher, seconds: float = 1.0) -> None:
         raise AssertionError(f"unexpected message on {msg.topic}: {msg.payload!r}")
 
 
-def test_device_cannot_read_or_write_another_devices_topics(broker):  # noqa: F811
+def test_device_cannot_read_or_write_another_devices_topics(broker):
     a, b = users(broker)
     spy = Watcher(broker, ["edgeagent/devb/#", "edgeagent/+/telemetry/turn", "#"], user=a)
     b_client = Watcher(broker, ["edgeagent/devb/cmd/+"], user=b)
@@ -46,7 +46,7 @@ def test_device_cannot_read_or_write_another_devices_topics(broker):  # noqa: F8
             w.close()
 
 
-def test_device_may_publish_only_its_own_home_assistant_discovery(broker):  # noqa: F811
+def test_device_may_publish_only_its_own_home_assistant_discovery(broker):
     a, _b = users(broker)
     device_a = Watcher(broker, [], user=a)
     ha = Watcher(broker, ["homeassistant/device/+/config"])
@@ -61,7 +61,7 @@ def test_device_may_publish_only_its_own_home_assistant_discovery(broker):  # no
         ha.close()
 
 
-def test_wrong_password_is_refused(broker):  # noqa: F811
+def test_wrong_password_is_refused(broker):
     import paho.mqtt.client as mqtt
 
     users(broker)

@@ -10,11 +10,11 @@ import pytest
 
 from edgeagent.fleet.stats import percentile, summarize
 from tests.conftest import REPO
-from tests.fleet_support import OPERATOR, Watcher, broker, device_config, start_device, stop_process  # noqa: F401
+from tests.fleet_support import OPERATOR, Watcher, device_config, start_device, stop_process
 
 
 @pytest.fixture
-def fleet(tmp_path, broker):  # noqa: F811
+def fleet(tmp_path, broker):
     """A running device 'porch' and a function running ``edgeagent fleet ...`` as the operator."""
     pw = tmp_path / "operator.password"
     pw.write_text(OPERATOR[1])
@@ -60,7 +60,7 @@ def test_devices_send_and_config(fleet):
     assert fleet("--json", "send", "porch", "ping").returncode == 0  # still alive
 
 
-def test_tail_dedupes_and_stats_reads_what_tail_wrote(fleet, tmp_path, broker):  # noqa: F811
+def test_tail_dedupes_and_stats_reads_what_tail_wrote(fleet, tmp_path, broker):
     collected = tmp_path / "traces.jsonl"
     tail = subprocess.Popen([sys.executable, "-m", "edgeagent", "fleet", "--host", "127.0.0.1",
                              "--port", str(broker.port), "--username", OPERATOR[0],

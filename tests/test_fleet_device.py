@@ -13,13 +13,13 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tests.fleet_support import Watcher, broker, device_config, start_device, stop_process  # noqa: F401
+from tests.fleet_support import Watcher, device_config, start_device, stop_process
 
 P = "edgeagent/{}"
 
 
 @pytest.fixture
-def device(tmp_path, broker):  # noqa: F811
+def device(tmp_path, broker):
     """(device id, process, operator watcher subscribed to everything of that device)."""
     dev = "kitchen"
     watcher = Watcher(broker, [f"edgeagent/{dev}/#", "homeassistant/#"])

@@ -12,11 +12,11 @@ import pytest
 from edgeagent.config import load_config
 from edgeagent.fleet.device import StandaloneDevice
 from edgeagent.fleet.link import FleetLink
-from tests.fleet_support import Broker, Watcher, broker, device_config, start_device, stop_process  # noqa: F401
+from tests.fleet_support import Broker, Watcher, device_config, start_device, stop_process
 from tests.test_fleet_device import request
 
 
-def test_reconnects_and_resubscribes_after_broker_restart(tmp_path, broker):  # noqa: F811
+def test_reconnects_and_resubscribes_after_broker_restart(tmp_path, broker):
     proc = start_device(device_config(tmp_path, broker, "garage"))
     watcher = Watcher(broker, ["edgeagent/garage/status"])
     try:
@@ -36,7 +36,7 @@ def test_reconnects_and_resubscribes_after_broker_restart(tmp_path, broker):  # 
         stop_process(proc)
 
 
-def test_state_is_retained_and_rate_limited_latest_value_wins(tmp_path, broker):  # noqa: F811
+def test_state_is_retained_and_rate_limited_latest_value_wins(tmp_path, broker):
     config = load_config(device_config(tmp_path, broker, "den"))
     watcher = Watcher(broker, ["edgeagent/den/state"])
 

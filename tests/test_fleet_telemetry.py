@@ -10,8 +10,8 @@ from edgeagent.config import load_config
 from edgeagent.fleet.device import StandaloneDevice
 from edgeagent.fleet.link import FleetLink
 from edgeagent.fleet.spool import Spool
-from edgeagent.trace import TurnTrace
-from tests.fleet_support import Watcher, broker, device_config  # noqa: F401
+from edgeagent.turn.trace import TurnTrace
+from tests.fleet_support import Watcher, device_config
 
 TOPIC = "edgeagent/{}/telemetry/turn"
 
@@ -51,7 +51,7 @@ async def until(predicate, timeout: float = 15) -> None:
         await asyncio.sleep(0.05)
 
 
-def test_traces_during_broker_outage_arrive_in_order_after_restart(tmp_path, broker):  # noqa: F811
+def test_traces_during_broker_outage_arrive_in_order_after_restart(tmp_path, broker):
     dev = "hall"
     config = load_config(device_config(tmp_path, broker, dev))
     # the collector keeps a persistent session, so the broker queues for it while it reconnects
@@ -92,7 +92,7 @@ def test_traces_during_broker_outage_arrive_in_order_after_restart(tmp_path, bro
     assert not list((config.state_dir / "fleet" / "telemetry-spool").glob("*.json"))
 
 
-def test_spool_survives_daemon_restart_and_text_follows_include_text(tmp_path, broker):  # noqa: F811
+def test_spool_survives_daemon_restart_and_text_follows_include_text(tmp_path, broker):
     dev = "attic"
     config = load_config(device_config(tmp_path, broker, dev, telemetry={"include_text": True}))
     watcher = Watcher(broker, [TOPIC.format(dev)], client_id="attic-collector", clean_start=False,
@@ -139,7 +139,7 @@ def test_full_spool_drops_oldest_and_counts_them(tmp_path):
     assert len(Spool(tmp_path / "spool", max_items=10)) == 0
 
 
-def test_publish_trace_never_touches_the_disk_or_network_on_the_callers_thread(tmp_path, broker):  # noqa: F811
+def test_publish_trace_never_touches_the_disk_or_network_on_the_callers_thread(tmp_path, broker):
     """publish_trace only enqueues: it returns while the broker is down and the spool is slow."""
     config = load_config(device_config(tmp_path, broker, "cellar"))
     broker.stop()

@@ -15,8 +15,8 @@ from edgeagent.audio.frames import Frame
 from edgeagent.audio.wav import WavSource, read_audio
 from edgeagent.config import load_config
 from edgeagent.events import NoSpeech, SpeechEnded, SpeechStarted
-from edgeagent.vad import create_endpointer, create_voice_activity, is_complete_sentence
-from edgeagent.wake import WakeModelError, create_wake_detector
+from edgeagent.ear.vad import create_endpointer, create_voice_activity, is_complete_sentence
+from edgeagent.ear.wake import WakeModelError, create_wake_detector
 from tests.conftest import REPO
 from tests.speech import concat_wav, espeak_wav, piper_wav
 

@@ -1,6 +1,6 @@
 import json
 
-from edgeagent.trace import TurnTrace, ms_between
+from edgeagent.turn.trace import TurnTrace, ms_between
 
 DESIGN_FIELDS = {
     "turn_id", "device_id", "started_at", "wake_word", "wake_score", "speech_ms", "end_of_speech_to_final_ms",

@@ -6,7 +6,7 @@ import pytest
 from edgeagent.audio.echo import EchoReference, create_echo_canceller
 from edgeagent.audio.frames import Frame, frame_samples
 from edgeagent.audio.wav import read_audio
-from edgeagent.bargein import BargeInDetector
+from edgeagent.ear.bargein import BargeInDetector
 from edgeagent.config import load_config
 from tests.speech import espeak_wav
 from tests.tts_helpers import voice_activity

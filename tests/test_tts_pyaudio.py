@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from edgeagent.config import load_config
-from edgeagent.tts.output import open_output
-from edgeagent.tts.speaker import Speaker
+from edgeagent.audio.output import open_output
+from edgeagent.audio.playout import Speaker
 from tests.tts_helpers import synthesizer
 
 pytest.importorskip("pyaudio")

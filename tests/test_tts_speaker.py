@@ -7,7 +7,7 @@ import soundfile
 
 from edgeagent.audio.timeline import FADE_SAMPLES, ClockedSink
 from edgeagent.audio.wav import read_audio
-from edgeagent.tts.speaker import Speaker
+from edgeagent.audio.playout import Speaker
 from tests.tts_helpers import TimedWavSink, synthesizer
 
 REPLY = [

@@ -35,6 +35,6 @@ class TimedWavSink(WavSink):
 
 
 def voice_activity(config):
-    from edgeagent.vad import create_voice_activity
+    from edgeagent.ear.vad import create_voice_activity
 
     return create_voice_activity(config)

@@ -31,7 +31,7 @@ from edgeagent.fleet.discovery import discovery_payload
 from edgeagent.fleet.remote_config import ConfigChange, RemoteConfig
 from edgeagent.fleet.spool import Spool, TelemetryOutbox
 from edgeagent.fleet.topics import HA_STATUS, Topics
-from edgeagent.trace import TurnTrace, utc_now_iso
+from edgeagent.turn.trace import TurnTrace, utc_now_iso
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from edgeagent.config import REDACTED, Config, ConfigError, apply_partial, to_dict
-from edgeagent.trace import utc_now_iso
+from edgeagent.turn.trace import utc_now_iso
 
 log = logging.getLogger(__name__)
 
-# Keys pushed into the running daemon (edgeagent.live_config); every other change needs a clean
+# Keys pushed into the running daemon (edgeagent.runtime.live_config); every other change needs a clean
 # restart (a model to reload, a device to reopen, a file to move).
 LIVE_KEYS = (
     "device.name", "audio.volume", "wake.threshold", "wake.thresholds", "wake.trigger_frames",

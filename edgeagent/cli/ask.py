@@ -15,11 +15,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgeagent.cli import config_from_args
-    from edgeagent.daemon import build_router
+    from edgeagent.runtime.daemon import build_router
     from edgeagent.llm.base import LlmError
     from edgeagent.llm.conversation import Conversation
     from edgeagent.llm.router import RouteResult
-    from edgeagent.trace import ms_between
+    from edgeagent.turn.trace import ms_between
 
     config = config_from_args(args)
 

@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 
-log = logging.getLogger("edgeagent.service")
+log = logging.getLogger("edgeagent.runtime.service")
 
 
 def notify(message: str) -> bool:

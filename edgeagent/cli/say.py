@@ -21,8 +21,8 @@ def run(args: argparse.Namespace) -> int:
     from edgeagent.cli import config_from_args
     from edgeagent.tts.base import TtsError
     from edgeagent.tts.factory import create_synthesizer
-    from edgeagent.tts.output import open_output
-    from edgeagent.tts.speaker import Speaker
+    from edgeagent.audio.output import open_output
+    from edgeagent.audio.playout import Speaker
 
     if not args.text.strip():
         print("edgeagent say: nothing to say (empty text)", file=sys.stderr)

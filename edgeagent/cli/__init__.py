@@ -1,4 +1,4 @@
-"""``edgeagent`` command line: each sub-command lives in its own module under ``edgeagent.commands``.
+"""``edgeagent`` command line: each sub-command lives in its own module under ``edgeagent.cli``.
 
 A command module defines ``register(subparsers)``, which adds its parser and sets
 ``handler=function(args) -> int``.  Modules import their heavy dependencies inside the handler
@@ -13,7 +13,8 @@ import logging
 import pkgutil
 import sys
 
-from edgeagent import __version__, commands
+import edgeagent.cli as verbs
+from edgeagent import __version__
 from edgeagent.config import ConfigError, load_config, secret_values
 from edgeagent.logsetup import redact_secrets, setup_logging
 
@@ -24,8 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-c", "--config", help="TOML config file (default: $EDGEAGENT_CONFIG, else built-in defaults)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        importlib.import_module(f"{commands.__name__}.{info.name}").register(sub)
+    for info in sorted(pkgutil.iter_modules(verbs.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{verbs.__name__}.{info.name}")
+        if hasattr(module, "register"):  # helpers such as table.py are no verbs
+            module.register(sub)
     return parser
 
 

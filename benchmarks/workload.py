@@ -29,8 +29,8 @@ from edgeagent.audio.timeline import ClockedSink
 from edgeagent.audio.wav import WavSource, read_audio, split_frames
 from edgeagent.config import Config
 from edgeagent.llm.conversation import Conversation
-from edgeagent.vad import create_voice_activity
-from edgeagent.wake import create_wake_detector
+from edgeagent.ear.vad import create_voice_activity
+from edgeagent.ear.wake import create_wake_detector
 
 SHORT = ["What is the capital of France?", "What color is the sky?", "What is two plus two?",
          "How many days are in a week?", "What do bees make?", "Which planet is the red planet?"]
@@ -52,7 +52,7 @@ class TurnSpec:
 
 
 def voices() -> dict[str, Callable[[str], Path]]:
-    from edgeagent.synthetic_speech import espeak_wav, piper_wav
+    from benchmarks.speech import espeak_wav, piper_wav
 
     return {"piper": piper_wav, "piper-slow": lambda t: piper_wav(t, 1.15), "espeak-us": espeak_wav,
             "espeak-gb": lambda t: espeak_wav(t, "en-gb"), "espeak-f": lambda t: espeak_wav(t, "en-us+f3", 150)}
@@ -70,7 +70,7 @@ def render(spec: TurnSpec, path: Path, seed: int) -> Path:
     """The user's side of one turn as a 16 kHz WAV."""
     import soundfile
 
-    from edgeagent.synthetic_speech import piper_wav
+    from benchmarks.speech import piper_wav
 
     make = voices()[spec.voice]
     parts = [np.zeros(6400, np.int16), read_audio(piper_wav("Okay Nabu.")), np.zeros(4800, np.int16),
@@ -143,7 +143,7 @@ def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
 
 async def run_turns(config: Config, stages, specs: list[TurnSpec], workdir: Path, sampler: CpuSampler,
                     progress: Callable[[], None]) -> tuple[list[dict], float]:
-    from edgeagent.daemon import wire
+    from edgeagent.runtime.daemon import wire
 
     traces: list[dict] = []
     talking_s = 0.0
@@ -167,7 +167,7 @@ async def run_turns(config: Config, stages, specs: list[TurnSpec], workdir: Path
 
 async def run_idle(config: Config, stages, seconds: float) -> None:
     """The always-on state: silence through the same loop (wake + VAD only), in real time."""
-    from edgeagent.daemon import wire
+    from edgeagent.runtime.daemon import wire
 
     sink = ClockedSink("/dev/null", config.audio.frame_ms)
     controller = wire(config, stages, sink, [])
@@ -231,7 +231,7 @@ def piper_first_audio_ms(stages, reps: int = 5) -> dict[str, float]:
 
 def wake_accuracy_and_cost(config: Config) -> dict:
     """Our wake + VAD vs openWakeWord's own runtime on the same audio: detections and CPU."""
-    from edgeagent.synthetic_speech import espeak_wav, piper_wav
+    from benchmarks.speech import espeak_wav, piper_wav
 
     positives = [piper_wav("Okay Nabu."), piper_wav("Okay Nabu.", 1.2), espeak_wav("Okay Nabu"),
                  espeak_wav("Okay Nabu", "en-gb"), espeak_wav("Okay Nabu", "en-us+f3", 140),
@@ -286,7 +286,7 @@ def run_benchmark(config: Config, turns: int, outdir: Path, seed: int = 7, show_
 
     from tqdm import tqdm
 
-    from edgeagent.daemon import load_stages, without_acoustic_echo
+    from edgeagent.runtime.daemon import load_stages, without_acoustic_echo
 
     config = without_acoustic_echo(config)
     outdir.mkdir(parents=True, exist_ok=True)

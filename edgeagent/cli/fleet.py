@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _devices(args: argparse.Namespace, client: Any) -> int:
     from edgeagent.fleet.topics import device_of
-    from edgeagent.table import print_table
+    from edgeagent.cli.table import print_table
 
     root = client.root
     client.subscribe(f"{root}/+/status", f"{root}/+/state")
@@ -147,7 +147,7 @@ def _trace_line(t: dict[str, Any]) -> str:
 
 def _stats(args: argparse.Namespace, client: Any) -> int:
     from edgeagent.fleet.stats import parse_window, read_jsonl, summarize
-    from edgeagent.table import print_table
+    from edgeagent.cli.table import print_table
 
     window = parse_window(args.window) if args.window else None
     traces: list[Any] = []

@@ -16,8 +16,8 @@ import numpy as np
 from edgeagent.audio.echo import EchoReference, WebRtcEchoCanceller, create_echo_canceller
 from edgeagent.audio.frames import Frame
 from edgeagent.events import BargeIn
-from edgeagent.vad import VoiceActivity
-from edgeagent.wake import WakeDetector
+from edgeagent.ear.vad import VoiceActivity
+from edgeagent.ear.wake import WakeDetector
 
 DUCKED_THRESHOLD = 0.9
 # Without AEC: the echo path gain (mic level / played level) is learnt from the median of
@@ -101,10 +101,10 @@ class BargeInDetector:
 
 def create_barge_in(config, reference: EchoReference, wake: WakeDetector | None = None,
                     vad: VoiceActivity | None = None) -> BargeInDetector:
-    """From config: VAD (``agent.barge_in_vad``; built by ``edgeagent.vad.create_voice_activity``
+    """From config: VAD (``agent.barge_in_vad``; built by ``edgeagent.ear.vad.create_voice_activity``
     unless given), echo canceller (``agent.echo_cancel``), ``agent.barge_in_min_speech_ms``."""
     if vad is None and config.agent.barge_in_vad:
-        from edgeagent.vad import create_voice_activity  # type: ignore[attr-defined]
+        from edgeagent.ear.vad import create_voice_activity  # type: ignore[attr-defined]
 
         vad = create_voice_activity(config)
     return BargeInDetector(

@@ -30,7 +30,7 @@ import numpy as np
 
 from edgeagent import __version__
 from edgeagent.config import Config
-from edgeagent.service import notify
+from edgeagent.runtime.service import notify
 
 log = logging.getLogger("edgeagent.engines")
 
@@ -167,7 +167,7 @@ def _silence(seconds: float) -> np.ndarray:
 
 def build_wake(config: Config):
     from edgeagent.audio.frames import Frame
-    from edgeagent.wake import create_wake_detector
+    from edgeagent.ear.wake import create_wake_detector
 
     wake = create_wake_detector(config)
     wake.process(Frame(_silence(SILENCE_FRAME_S), 0, 0.0, time.monotonic()))
@@ -177,7 +177,7 @@ def build_wake(config: Config):
 
 def build_voice_activity(config: Config):
     from edgeagent.audio.frames import Frame
-    from edgeagent.vad import create_voice_activity
+    from edgeagent.ear.vad import create_voice_activity
 
     activity = create_voice_activity(config)
     activity.speech_probability(Frame(_silence(SILENCE_FRAME_S), 0, 0.0, time.monotonic()))

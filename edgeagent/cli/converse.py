@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgeagent.audio import AudioError
     from edgeagent.cli import config_from_args
-    from edgeagent.daemon import converse_file
+    from edgeagent.runtime.daemon import converse_file
 
     config = config_from_args(args)
     try:

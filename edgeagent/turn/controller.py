@@ -32,9 +32,9 @@ from edgeagent.events import (
     TranscriptFinal,
     WakeDetected,
 )
-from edgeagent.trace import TurnTrace, ms_between
+from edgeagent.turn.trace import TurnTrace, ms_between
 
-log = logging.getLogger("edgeagent.agent")
+log = logging.getLogger("edgeagent.turn.controller")
 
 APOLOGY = "Sorry, something went wrong. Please try again."
 STOP_DRAIN_S = 20.0  # how long a stopping daemon lets the turn in flight finish

@@ -10,9 +10,9 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
-from edgeagent.trace import TurnTrace
+from edgeagent.turn.trace import TurnTrace
 
-log = logging.getLogger("edgeagent.trace")
+log = logging.getLogger("edgeagent.turn.trace")
 
 
 class TraceSink(Protocol):

@@ -9,15 +9,15 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from edgeagent.agent import TurnController
+from edgeagent.turn.controller import TurnController
 from edgeagent.events import AgentState
 from edgeagent.fleet.control import CommandFailed
 from edgeagent.fleet.device import StandaloneDevice
 from edgeagent.fleet.remote_config import ConfigChange
-from edgeagent.live_config import apply_live
+from edgeagent.runtime.live_config import apply_live
 
 if TYPE_CHECKING:
-    from edgeagent.daemon import Stages
+    from edgeagent.runtime.daemon import Stages
 
 
 class VoiceDevice(StandaloneDevice):

@@ -12,9 +12,9 @@ from typing import AsyncIterator, Callable
 from edgeagent.events import PlaybackFinished
 from edgeagent.llm.conversation import Conversation
 from edgeagent.llm.router import LlmRouter, RouteResult
-from edgeagent.trace import TurnTrace, ms_between
+from edgeagent.turn.trace import TurnTrace, ms_between
 from edgeagent.tts.chunker import SentenceChunker
-from edgeagent.tts.speaker import Speaker
+from edgeagent.audio.playout import Speaker
 
 
 class VoiceResponder:

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgeagent.audio import AudioError
     from edgeagent.cli import config_from_args
-    from edgeagent.daemon import run_daemon
+    from edgeagent.runtime.daemon import run_daemon
 
     config = config_from_args(args)
     if args.demo_without_mic and not args.input and not _has_microphone(config.audio.input_device):
@@ -52,7 +52,7 @@ def _has_microphone(spec: str) -> bool:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from edgeagent.commands import converse
+    from edgeagent.cli import converse
 
     out = Path(args.demo_output)
     print(f"No microphone found: running the demo conversation {DEMO_WAV.name} through the real pipeline.\n"

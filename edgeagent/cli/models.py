@@ -7,7 +7,7 @@ import sys
 
 from edgeagent.cli import config_from_args
 from edgeagent.modelstore import ModelError, install_model, load_manifest, model_status
-from edgeagent.table import print_table
+from edgeagent.cli.table import print_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -16,18 +16,18 @@ from typing import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeagent.agent import TurnController
+from edgeagent.turn.controller import TurnController
 from edgeagent.audio.timeline import ClockedSink
 from edgeagent.audio.wav import WavSource
 from edgeagent.audio.pyaudio_io import PyAudioMicrophone
 from edgeagent.audio.resilient import ResilientSource
 from edgeagent.audio.echo import EchoReference, EchoTap
-from edgeagent.bargein import create_barge_in
+from edgeagent.ear.bargein import create_barge_in
 from edgeagent.fleet.link import FleetLink
-from edgeagent.service import notify, watchdog_loop
-from edgeagent.voice_device import VoiceDevice
+from edgeagent.runtime.service import notify, watchdog_loop
+from edgeagent.runtime.remote import VoiceDevice
 from edgeagent.config import Config
-from edgeagent.engine_guard import StartGuard, build_recognizer, build_synthesizer, build_voice_activity, build_wake
+from edgeagent.runtime.engine_guard import StartGuard, build_recognizer, build_synthesizer, build_voice_activity, build_wake
 from edgeagent.events import StateChanged, TranscriptPartial
 from edgeagent.llm.base import LlmError
 from edgeagent.llm.conversation import Conversation
@@ -35,15 +35,15 @@ from edgeagent.llm.local import LocalLlm
 from edgeagent.llm.openai_client import OpenAiChat
 from edgeagent.llm.router import LlmRouter
 from edgeagent.modelstore import model_path
-from edgeagent.responder import VoiceResponder
+from edgeagent.turn.reply import VoiceResponder
 from edgeagent.stt.streaming import StreamingTranscriber
-from edgeagent.tts.output import open_output
-from edgeagent.tts.speaker import Speaker
-from edgeagent.vad import create_endpointer
-from edgeagent.telemetry import JsonlTraceSink, LogTraceSink, TraceFanout, TraceSink
-from edgeagent.trace import TurnTrace
+from edgeagent.audio.output import open_output
+from edgeagent.audio.playout import Speaker
+from edgeagent.ear.vad import create_endpointer
+from edgeagent.runtime.trace_sinks import JsonlTraceSink, LogTraceSink, TraceFanout, TraceSink
+from edgeagent.turn.trace import TurnTrace
 
-log = logging.getLogger("edgeagent.daemon")
+log = logging.getLogger("edgeagent.runtime.daemon")
 
 
 @dataclass

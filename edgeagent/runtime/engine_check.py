@@ -4,7 +4,7 @@ A file check says a model is there; only running it says the engine works on thi
 here, a segfault or an illegal instruction ends this process, and the doctor reports it as a
 failed check naming the engine and what to do, instead of crashing itself.
 
-    python -m edgeagent.engine_check --config FILE FAMILY     (wake | vad | stt | tts | aec | llm)
+    python -m edgeagent.runtime.engine_check --config FILE FAMILY     (wake | vad | stt | tts | aec | llm)
 
 Prints ``{"family": ..., "engine": ..., "ms": ...}`` on success.
 """
@@ -50,7 +50,7 @@ def run_llm(config: Config) -> str:
 
 
 def run_family(config: Config, family: str) -> str:
-    from edgeagent.engine_guard import BUILDERS, configured_engine, inject_fault
+    from edgeagent.runtime.engine_guard import BUILDERS, configured_engine, inject_fault
 
     inject_fault(family, configured_engine(config, family) if family in BUILDERS else family)
     if family == "aec":
@@ -62,7 +62,7 @@ def run_family(config: Config, family: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgeagent.engine_check")
+    parser = argparse.ArgumentParser(prog="python -m edgeagent.runtime.engine_check")
     parser.add_argument("--config")
     parser.add_argument("family", choices=FAMILIES)
     args = parser.parse_args(argv)

@@ -7,7 +7,7 @@ import json
 import sys
 
 from edgeagent.config import ConfigError, load_config, to_toml
-from edgeagent.table import print_table
+from edgeagent.cli.table import print_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         config = None
     else:
         if args.retry_engines:
-            from edgeagent.engine_guard import StartGuard
+            from edgeagent.runtime.engine_guard import StartGuard
 
             forgotten = StartGuard(config.state_dir).forget()
             print(f"forgot the start records of {', '.join(forgotten) or 'no engine'}: the next start tries the configured engines")

@@ -19,8 +19,8 @@ def run(args: argparse.Namespace) -> int:
     from edgeagent.audio import AudioError
     from edgeagent.cli import config_from_args
     from edgeagent.events import NoSpeech, SpeechEnded, SpeechStarted
-    from edgeagent.vad import create_endpointer, create_voice_activity
-    from edgeagent.wake import WakeModelError, create_wake_detector
+    from edgeagent.ear.vad import create_endpointer, create_voice_activity
+    from edgeagent.ear.wake import WakeModelError, create_wake_detector
 
     config = config_from_args(args)
 

@@ -16,8 +16,8 @@ from edgeagent.llm.openai_client import OpenAiChat
 from edgeagent.logsetup import redact_secrets
 
 if TYPE_CHECKING:
-    from edgeagent.agent import TurnController
-    from edgeagent.daemon import Stages
+    from edgeagent.turn.controller import TurnController
+    from edgeagent.runtime.daemon import Stages
 
 log = logging.getLogger("edgeagent.config")
 

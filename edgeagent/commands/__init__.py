@@ -1,1 +1,0 @@
-"""One module per ``edgeagent`` sub-command (discovered by ``edgeagent.cli``)."""
