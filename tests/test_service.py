@@ -37,7 +37,7 @@ def test_unit_verifies_and_scores_ok(tmp_path):
 
 NOTIFY_SCRIPT = textwrap.dedent("""
     import asyncio, time
-    from edgeagent.service import notify, watchdog_loop
+    from edgeagent.runtime.service import notify, watchdog_loop
 
     async def main():
         dog = asyncio.create_task(watchdog_loop())
@@ -75,7 +75,7 @@ def test_notify_ready_and_watchdog_pings_from_the_event_loop(tmp_path):
 
 
 def test_notify_is_a_no_op_outside_systemd(monkeypatch):
-    from edgeagent.service import notify, watchdog_interval_s
+    from edgeagent.runtime.service import notify, watchdog_interval_s
 
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     monkeypatch.delenv("WATCHDOG_USEC", raising=False)
@@ -111,7 +111,7 @@ def test_install_service_in_a_scratch_root_is_idempotent_and_keeps_config(tmp_pa
     assert (root / "etc/systemd/system/edgeagent.service").read_text() == UNIT.read_text()
     assert os.readlink(root / "etc/systemd/system/multi-user.target.wants/edgeagent.service") == \
         "/etc/systemd/system/edgeagent.service"
-    assert (root / "opt/edgeagent/edgeagent/cli.py").exists() and (root / "opt/edgeagent/pyproject.toml").exists()
+    assert (root / "opt/edgeagent/edgeagent/cli/__init__.py").exists() and (root / "opt/edgeagent/pyproject.toml").exists()
     dropin = (root / "etc/systemd/system/edgeagent.service.d/50-secrets.conf").read_text()
     assert "LoadCredential=mqtt.password:/etc/edgeagent/secrets/mqtt.password" in dropin
     assert (root / "etc/edgeagent/secrets/mqtt.password").exists()  # so the credential can always load
