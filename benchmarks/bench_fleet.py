@@ -14,19 +14,14 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
 from edgeagent.config import load_config
 from edgeagent.fleet.device import StandaloneDevice
 from edgeagent.fleet.link import FleetLink
 from edgeagent.turn.trace import TurnTrace
-from benchmarks.broker import Broker, device_config
+from benchmarks.broker import REPO, Broker, device_config
+from benchmarks.stats import percentile
 
 CALLS = 2000
-
-
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1]
 
 
 def sample_trace(dev: str, n: int) -> TurnTrace:
@@ -45,8 +40,8 @@ async def publish_cost(link: FleetLink, label: str, start: int, calls: int = CAL
         costs.append((time.perf_counter_ns() - t0) / 1000.0)
         if pause_s or n % 50 == 0:
             await asyncio.sleep(pause_s)
-    print(f"publish_trace ({label}): P50 {pct(costs, .5):.0f} us  P90 {pct(costs, .9):.0f} us  "
-          f"P99 {pct(costs, .99):.0f} us  max {max(costs):.0f} us  over {calls} calls  (target <= 1000 us)")
+    print(f"publish_trace ({label}): P50 {percentile(costs, .5):.0f} us  P90 {percentile(costs, .9):.0f} us  "
+          f"P99 {percentile(costs, .99):.0f} us  max {max(costs):.0f} us  over {calls} calls  (target <= 1000 us)")
 
 
 async def loop_lag(lags: list[float], period: float = 0.005) -> None:
@@ -71,7 +66,7 @@ def bench_publish(workdir: Path) -> None:
         await publish_cost(_Baseline(), "baseline: to_dict + json.dumps only, one per 20 ms", 0,  # type: ignore[arg-type]
                            calls=300, pause_s=0.02)
         ticker.cancel()
-        print(f"event-loop lag, baseline (no link threads): P50 {pct(lags, .5):.2f} ms  P99 {pct(lags, .99):.2f} ms  "
+        print(f"event-loop lag, baseline (no link threads): P50 {percentile(lags, .5):.2f} ms  P99 {percentile(lags, .99):.2f} ms  "
               f"max {max(lags):.2f} ms")
 
     asyncio.run(baseline())
@@ -89,7 +84,7 @@ def bench_publish(workdir: Path) -> None:
         ticker = asyncio.create_task(loop_lag(lags))
         await publish_cost(link, "broker up, one per 20 ms", 10 * CALLS, calls=300, pause_s=0.02)
         ticker.cancel()
-        print(f"event-loop lag while publishing (5 ms ticker): P50 {pct(lags, .5):.2f} ms  P99 {pct(lags, .99):.2f} ms  "
+        print(f"event-loop lag while publishing (5 ms ticker): P50 {percentile(lags, .5):.2f} ms  P99 {percentile(lags, .99):.2f} ms  "
               f"max {max(lags):.2f} ms  (budget: one 20 ms frame)")
         await asyncio.to_thread(link.outbox.wait_delivered, 60)
         await publish_cost(link, "broker up, burst", 0)

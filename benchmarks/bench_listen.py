@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 from edgeagent.audio.frames import Frame
 from edgeagent.audio.wav import read_audio, split_frames
 from edgeagent.config import load_config

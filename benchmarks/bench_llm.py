@@ -10,19 +10,15 @@ import statistics
 import time
 
 
+from benchmarks.stats import percentile
 from edgeagent.config import load_config
-from edgeagent.runtime.daemon import build_router
+from edgeagent.events import LlmRouted, LlmToken
 from edgeagent.llm.conversation import Conversation
 from edgeagent.llm.openai_client import OpenAiChat
-from edgeagent.llm.router import RouteResult
+from edgeagent.runtime.stages import build_router
 
 QUESTIONS = ["What is the capital of France?", "How many legs does a spider have?", "Tell me a fun fact about cats.",
              "What is the boiling point of water?", "Who wrote Romeo and Juliet?", "What do bees make?"]
-
-
-def pct(values, q):
-    values = sorted(values)
-    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
 async def stall_server():
@@ -35,6 +31,17 @@ async def stall_server():
     return await asyncio.start_server(handle, "127.0.0.1", 0)
 
 
+async def answer(router, messages) -> tuple[float, float | None, int, float]:
+    """(request time, first token time, tokens, end time) of one routed answer."""
+    request, tokens = None, []
+    async for event in router.stream(messages):
+        if isinstance(event, LlmRouted):
+            request = request or event.t
+        elif isinstance(event, LlmToken):
+            tokens.append(event.t)
+    return request, tokens[0] if tokens else None, len(tokens), time.monotonic()
+
+
 async def main() -> None:
     config = load_config(None, env={})
     router = build_router(config)
@@ -42,17 +49,14 @@ async def main() -> None:
     ttft, rates = [], []
     for _ in range(2):
         for question in QUESTIONS:
-            result = RouteResult()
-            async for _token in router.stream(conversation.messages_for(question), result):
-                pass
-            done = time.monotonic()
-            ttft.append((result.first_token_t - result.request_t) * 1000)
-            if result.tokens > 1:
-                rates.append((result.tokens - 1) / (done - result.first_token_t))
+            request, first, tokens, done = await answer(router, conversation.messages_for(question))
+            ttft.append((first - request) * 1000)
+            if tokens > 1:
+                rates.append((tokens - 1) / (done - first))
     print(f"embedded SmolLM2-135M Q4_1 (llama.cpp server process, {router.local.threads} threads), "
           f"{len(ttft)} requests")
-    print(f"  time to first token  P50 {pct(ttft, .5):6.0f} ms   P90 {pct(ttft, .9):6.0f} ms")
-    print(f"  generation           P50 {pct(rates, .5):6.1f} tok/s  P90 {pct(rates, .1):6.1f} tok/s (slowest decile)")
+    print(f"  time to first token  P50 {percentile(ttft, .5):6.0f} ms   P90 {percentile(ttft, .9):6.0f} ms")
+    print(f"  generation           P50 {percentile(rates, .5):6.1f} tok/s  P90 {percentile(rates, .1):6.1f} tok/s (slowest decile)")
 
     server = await stall_server()
     port = server.sockets[0].getsockname()[1]
@@ -61,11 +65,9 @@ async def main() -> None:
     overheads = []
     for question in QUESTIONS[:4]:
         router.breaker.failures = 0
-        result = RouteResult()
-        async for _token in router.stream(conversation.messages_for(question), result):
-            pass
-        local_ttft = pct(ttft, .5) / 1000
-        overheads.append(((result.first_token_t - result.request_t) - router.first_token_deadline_s - local_ttft) * 1000)
+        request, first, _, _ = await answer(router, conversation.messages_for(question))
+        local_ttft = percentile(ttft, .5) / 1000
+        overheads.append(((first - request) - router.first_token_deadline_s - local_ttft) * 1000)
     server.close()
     print(f"  failover: first token after a stalled cloud = deadline 500 ms + local TTFT + "
           f"{statistics.median(overheads):.0f} ms (median of {len(overheads)}, target <= 50)")

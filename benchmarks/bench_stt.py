@@ -3,7 +3,7 @@ final latency through the streaming wrapper (real-time frames, trailing silence)
 
 End of speech (EoS) here is the moment the endpointer decides the turn is over: the last speech
 frame plus ``vad.silence_ms`` of trailing silence have been fed in real time; the latency is from
-then until ``StreamingTranscriber.finish()`` returns.  Whisper decodes speculatively during that
+then until ``Utterance.finish()`` returns.  Whisper decodes speculatively during that
 silence, so its latency is usually just the hand-over.  An English vosk model is not packaged:
 set EDGEAGENT_BENCH_VOSK_EN=/path/to/model to include its WER; the packaged Korean model is timed only.
 """
@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-
+from benchmarks.stats import percentile, word_errors
 from edgeagent.audio.wav import read_audio
 from edgeagent.config import load_config
 from edgeagent.stt import create_recognizer
@@ -38,24 +37,6 @@ REQUESTS = [
     "turn off the bedroom lights",
     "how tall is mount everest",
 ]
-NUMBERS = {str(i): w for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve".split())}
-
-
-def words(text: str) -> list[str]:
-    text = re.sub(r"[^a-z0-9' ]+", " ", text.lower())
-    return [NUMBERS.get(w, w) for w in text.split()]
-
-
-def edit_distance(ref: list[str], hyp: list[str]) -> int:
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1]
-
-
 def add_noise(samples: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
     """Stationary pink-ish noise (leaky-integrated white) at ``snr_db`` below the speech level."""
     rng = np.random.default_rng(seed)
@@ -91,21 +72,18 @@ def run_fast(recognizer, audio: np.ndarray) -> tuple[str, float]:
 async def run_realtime(recognizer, audio: np.ndarray) -> float:
     """Feed 20 ms frames on the real-time clock; seconds from the last frame to the final."""
     transcriber = StreamingTranscriber(recognizer)
+    utterance = transcriber.start()
     start = time.monotonic()
     for n, i in enumerate(range(0, len(audio), FRAME)):
-        transcriber.feed(audio[i : i + FRAME])
+        utterance.audio(audio[i : i + FRAME])
         delay = start + (n + 1) * FRAME / RATE - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
     eos = time.monotonic()
-    await transcriber.finish()
+    await utterance.finish()
     latency = time.monotonic() - eos
     await transcriber.close()
     return latency
-
-
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
 
 
 def main() -> int:
@@ -134,18 +112,18 @@ def main() -> int:
             hyp, seconds = run_fast(recognizer, audio)
             busy += seconds
             audio_s += len(audio) / RATE
-            ref_words = words(ref)
+            wrong, total = word_errors(ref, hyp)
             for key in (label.split("/")[1], label.split("/")[0]):
                 e = errors.setdefault(key, [0, 0])
-                e[0] += edit_distance(ref_words, words(hyp))
-                e[1] += len(ref_words)
+                e[0] += wrong
+                e[1] += total
             if os.environ.get("BENCH_VERBOSE"):
                 print(f"   {label:13} {ref!r} -> {hyp!r}")
         wer = {k: v[0] / v[1] for k, v in errors.items()} if english else {}
         latencies = [asyncio.run(run_realtime(recognizer, audio)) * 1000 for _, _, audio in latency_items[: len(latency_items) if english else 2]]
         fmt = lambda k: f"{wer[k]:9.1%}" if k in wer else f"{'n/a':>9}"  # noqa: E731
         print(f"{name:13} {fmt('clean')} {fmt('noisy')} {fmt('piper')[3:]} {fmt('espeak')[3:]} {busy / audio_s:5.2f} "
-              f"{pct(latencies, 50):11.0f} ms {pct(latencies, 90):3.0f} ms {load_s:6.1f}")
+              f"{percentile(latencies, .5):11.0f} ms {percentile(latencies, .9):3.0f} ms {load_s:6.1f}")
         if name == "whisper":
             print(f"{'':13} speculative decode answered {recognizer.speculation_hits} of "
                   f"{len(subset) + len(latencies)} finals")

@@ -1,7 +1,7 @@
 """TTS and barge-in figures: text -> first audio frame, real-time factor, streaming vs whole
 utterance, and barge-in latency (user speech onset in the mic -> speaker silent).
 
-Plain script (``make bench``); about a minute on a 2-core x86 machine.
+``python -m benchmarks.bench_tts`` (``make bench-stages``); about a minute on a 2-core x86 machine.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 from edgeagent.audio.echo import EchoReference, create_echo_canceller
 from edgeagent.audio.frames import Frame, frame_samples
 from edgeagent.audio.wav import WavSink, read_audio
@@ -21,6 +20,10 @@ from edgeagent.ear.bargein import BargeInDetector
 from edgeagent.config import load_config
 from edgeagent.tts.factory import create_synthesizer
 from edgeagent.audio.playout import Speaker
+from edgeagent.ear.vad import create_voice_activity
+from edgeagent.ear.wake import create_wake_detector
+from edgeagent.events import ChunkQueued, FirstAudio
+from benchmarks.stats import percentile
 
 FIRST_SENTENCES = ["Sure.", "Okay, here it is.", "It is sunny today.", "The timer is set.", "Good morning!"]
 THREE = ["The weather today is sunny and warm.", "Tomorrow brings some light rain in the afternoon.",
@@ -28,14 +31,10 @@ THREE = ["The weather today is sunny and warm.", "Tomorrow brings some light rai
 TMP = Path(tempfile.mkdtemp(prefix="bench_tts_"))
 
 
-def pct(values, q):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
-
-
 def report(name, values_ms, target=None):
     extra = f"  (target P90 <= {target} ms)" if target else ""
-    print(f"{name:48s} P50 {pct(values_ms, 50):7.1f} ms  P90 {pct(values_ms, 90):7.1f} ms  n={len(values_ms)}{extra}")
+    print(f"{name:48s} P50 {percentile(values_ms, .5):7.1f} ms  P90 {percentile(values_ms, .9):7.1f} ms  "
+          f"n={len(values_ms)}{extra}")
 
 
 async def _chunks(texts):
@@ -47,14 +46,15 @@ async def first_audio_ms(voice, texts) -> float:
     """Real-time playback; stop as soon as the first frame went out."""
     sink = WavSink(TMP / "first.wav", sample_rate=voice.sample_rate)
     speaker = Speaker(voice, sink, realtime=True)
-    task = asyncio.create_task(speaker.speak(_chunks(texts)))
-    while speaker.times.first_audio_t is None and not task.done():
+    seen: dict[type, float] = {}
+    task = asyncio.create_task(speaker.speak(_chunks(texts), emit=lambda event: seen.setdefault(type(event), event.t)))
+    while FirstAudio not in seen and not task.done():
         await asyncio.sleep(0.001)
     speaker.cancel()
     await task
     await sink.close()
     await speaker.close()
-    return 1000 * (speaker.times.first_audio_t - speaker.times.first_chunk_t)
+    return 1000 * (seen[FirstAudio] - seen[ChunkQueued])
 
 
 def bench_first_audio(voice, rounds=4):
@@ -115,15 +115,15 @@ def _config(engine="piper"):
 
 async def barge_in_once(voice, reply, mic, onset_s, min_speech_ms, canceller) -> float:
     """Speaker playing in real time; mic frames arrive every 20 ms; BargeIn -> speaker.cancel()."""
-    from tests.tts_helpers import voice_activity
-
+    config = _config()
     sink = WavSink(TMP / "barge.wav", sample_rate=voice.sample_rate)
     speaker = Speaker(voice, sink, realtime=True)
     reference = EchoReference(16000)
-    detector = BargeInDetector(reference, vad=voice_activity(_config()), canceller=canceller,
-                               min_speech_ms=min_speech_ms)
-    playing = asyncio.create_task(speaker.speak(_chunks(THREE)))
-    while speaker.times.first_audio_t is None:
+    detector = BargeInDetector(reference, create_wake_detector(config), vad=create_voice_activity(config),
+                               canceller=canceller, min_speech_ms=min_speech_ms)
+    seen: dict[type, float] = {}
+    playing = asyncio.create_task(speaker.speak(_chunks(THREE), emit=lambda event: seen.setdefault(type(event), event.t)))
+    while FirstAudio not in seen:
         await asyncio.sleep(0.001)
     detector.start()
     n = frame_samples(20)
@@ -132,14 +132,17 @@ async def barge_in_once(voice, reply, mic, onset_s, min_speech_ms, canceller) ->
         await asyncio.sleep(max(0.0, t0 + (i + n) / 16000 - time.monotonic()))  # a live mic's pace
         reference.played(reply[i : i + n] if i < len(reply) else np.zeros(n, np.int16))
         if detector.process(Frame(mic[i : i + n], i // n, i / 16000, time.monotonic())):
-            speaker.cancel()
+            speaker.cancel()  # fades out within this call: the speaker is silent from here
+            silent_t = time.monotonic()
             break
+    else:
+        silent_t = None
     await playing
     await sink.close()
     await speaker.close()
-    if speaker.times.silent_t is None:
+    if silent_t is None:
         return float("nan")
-    return 1000 * (speaker.times.silent_t - (t0 + onset_s))
+    return 1000 * (silent_t - (t0 + onset_s))
 
 
 def bench_barge_in(voice, rounds=5):
@@ -147,7 +150,7 @@ def bench_barge_in(voice, rounds=5):
     signals = [_mic_signal(voice, 1.0 + 0.37 * k) for k in range(rounds)]
     for name, min_speech in [("aec", 60), ("aec", 100), ("aec", 300), ("ducking", 300)]:
         if name == "aec" and create_echo_canceller(True) is None:
-            print("barge-in with AEC: aec-audio-processing not installed, skipped")
+            print("barge-in with AEC: pywebrtc-audio not installed, skipped")
             continue
         values = [asyncio.run(barge_in_once(voice, reply, mic, onset_s, min_speech,
                                             create_echo_canceller(True) if name == "aec" else None))

@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-
+from benchmarks.speech import concat_wav, espeak_wav, piper_wav
+from benchmarks.stats import percentiles
 from edgeagent.audio.timeline import ClockedSink
 from edgeagent.audio.wav import WavSource
 from edgeagent.config import load_config
-from edgeagent.runtime.daemon import load_stages, wire, without_acoustic_echo
-from edgeagent.llm.conversation import Conversation
-from benchmarks.speech import concat_wav, espeak_wav, piper_wav
+from edgeagent.runtime.daemon import without_acoustic_echo
+from edgeagent.runtime.stages import load_engines, wire
 
 QUESTIONS = [
     "What is the capital of France?", "How many legs does a spider have?", "What color is the sky?",
@@ -37,37 +36,31 @@ STAGES = ["end_of_turn_ms", "end_of_speech_to_final_ms", "llm_ttft_ms", "chunk_w
           "ttfa_ms"]
 
 
-def percentile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, max(0, round(q * (len(values) - 1))))]
-
-
 def summarize(traces: list[dict]) -> dict:
     answered = [t for t in traces if t["outcome"] == "answered" and t["ttfa_ms"] is not None]
     rows = {}
     for stage in STAGES + ["overhead_ms"]:
         values = [t[stage] for t in answered if t.get(stage) is not None]
         if values:
-            rows[stage] = {"p50": percentile(values, 0.5), "p90": percentile(values, 0.9), "max": max(values),
-                           "mean": round(statistics.fmean(values), 1), "n": len(values)}
+            rows[stage] = {**percentiles(values), "mean": round(statistics.fmean(values), 1)}
     return {"turns": len(traces), "answered": len(answered), "stages": rows}
 
 
 async def run_turns(turns: int, workdir: Path) -> list[dict]:
     config = without_acoustic_echo(load_config(None, env={}))
-    stages = load_stages(config)
-    stages.router.local.max_tokens = 24
+    engines = load_engines(config)
+    engines.router.local.max_tokens = 24
     traces = []
     for index in range(turns):
         question = QUESTIONS[index % len(QUESTIONS)]
         voice = VOICES[index % len(VOICES)]
         user = concat_wav(workdir / f"turn{index}.wav", [0.4, piper_wav("Okay Nabu."), 0.3, voice(question), 0.3])
-        turn_stages = dataclasses.replace(stages, conversation=Conversation(config.llm.system_prompt))
-        sink = ClockedSink(workdir / f"reply{index}.wav", config.audio.frame_ms)
-        controller = wire(config, turn_stages, sink, [])
-        await controller.run(WavSource(user, config.audio.frame_ms, realtime=True).frames())
-        await sink.close()
-        for trace in controller.finished:
+        audio_out = ClockedSink(workdir / f"reply{index}.wav", config.audio.frame_ms)
+        stages = wire(config, engines, audio_out, [])  # a fresh conversation per turn
+        await stages.controller.run(WavSource(user, config.audio.frame_ms, realtime=True).frames())
+        await stages.close()
+        await audio_out.close()
+        for trace in stages.controller.finished:
             data = trace.to_dict()
             parts = [data.get(s) for s in STAGES[:-1]]
             if data["ttfa_ms"] is not None and None not in parts:
@@ -76,7 +69,7 @@ async def run_turns(turns: int, workdir: Path) -> list[dict]:
         print(f"\rturn {index + 1}/{turns}: {traces[-1]['outcome'] if traces else '-'} "
               f"ttfa={traces[-1].get('ttfa_ms') if traces else '-'} ms   ", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    stages.close()
+    engines.close()
     return traces
 
 

@@ -1,4 +1,4 @@
-"""``edgeagent bench``: one seeded workload through the real daemon, and the baselines beside it.
+"""``make bench`` (``python -m benchmarks``): one seeded workload through the real daemon, and the baselines beside it.
 
 Latency of every stage (P50/P90/max), always-on and talking CPU and RSS, wake-word FRR and
 false accepts per hour, STT WER — and, in the same run on the same machine, the same models
@@ -10,10 +10,8 @@ PNG plots; ``--compare old.json`` prints the deltas.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import random
-import re
 import statistics
 import threading
 import time
@@ -24,6 +22,7 @@ from typing import Callable
 import numpy as np
 import psutil
 
+from benchmarks.stats import percentiles, word_errors
 from edgeagent.audio.frames import Frame
 from edgeagent.audio.timeline import ClockedSink
 from edgeagent.audio.wav import WavSource, read_audio, split_frames
@@ -31,6 +30,7 @@ from edgeagent.config import Config
 from edgeagent.llm.conversation import Conversation
 from edgeagent.ear.vad import create_voice_activity
 from edgeagent.ear.wake import create_wake_detector
+from edgeagent.runtime.stages import Engines, load_engines, wire
 
 SHORT = ["What is the capital of France?", "What color is the sky?", "What is two plus two?",
          "How many days are in a week?", "What do bees make?", "Which planet is the red planet?"]
@@ -88,7 +88,8 @@ def render(spec: TurnSpec, path: Path, seed: int) -> Path:
 
 
 class CpuSampler:
-    """This process's CPU % (of one core) and RSS every ``interval_s``, on a background thread."""
+    """This process's CPU % (of one core) and RSS every ``interval_s``, on a background thread, with
+    its child processes (the embedded LLM runs in one) counted in."""
 
     def __init__(self, interval_s: float = 0.5):
         self.interval_s = interval_s
@@ -107,56 +108,39 @@ class CpuSampler:
         self._thread.join()
 
     def _run(self) -> None:
+        children: dict[int, psutil.Process] = {}
         while not self._stop.wait(self.interval_s):
-            self.samples.append((time.monotonic(), self._process.cpu_percent(None),
-                                 self._process.memory_info().rss / 2**20))
+            cpu, rss = self._process.cpu_percent(None), self._process.memory_info().rss
+            for child in self._process.children(recursive=True):
+                child = children.setdefault(child.pid, child)
+                try:
+                    cpu, rss = cpu + child.cpu_percent(None), rss + child.memory_info().rss
+                except psutil.NoSuchProcess:
+                    children.pop(child.pid, None)
+            self.samples.append((time.monotonic(), cpu, rss / 2**20))
 
     def between(self, start: float, end: float) -> list[tuple[float, float, float]]:
         return [s for s in self.samples if start <= s[0] <= end]
 
 
-def percentiles(values: list[float]) -> dict[str, float] | None:
-    values = sorted(v for v in values if v is not None)
-    if not values:
-        return None
-    pick = lambda q: values[min(len(values) - 1, round(q * (len(values) - 1)))]  # noqa: E731
-    return {"p50": pick(0.5), "p90": pick(0.9), "max": values[-1], "n": len(values)}
-
-
-def words(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]", " ", text.lower()).split()
-
-
-def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
-    """(edit distance in words, reference length)."""
-    ref, hyp = words(reference), words(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1], len(ref)
-
 
 # ------------------------------------------------------------------ the streaming daemon
 
 
-async def run_turns(config: Config, stages, specs: list[TurnSpec], workdir: Path, sampler: CpuSampler,
+async def run_turns(config: Config, engines: Engines, specs: list[TurnSpec], workdir: Path, sampler: CpuSampler,
                     progress: Callable[[], None]) -> tuple[list[dict], float]:
-    from edgeagent.runtime.daemon import wire
-
     traces: list[dict] = []
     talking_s = 0.0
     for index, spec in enumerate(specs):
         user = render(spec, workdir / f"turn{index}.wav", seed=index)
-        turn_stages = dataclasses.replace(stages, conversation=Conversation(config.llm.system_prompt))
-        sink = ClockedSink(workdir / f"reply{index}.wav", config.audio.frame_ms)
-        controller = wire(config, turn_stages, sink, [])
+        audio_out = ClockedSink(workdir / f"reply{index}.wav", config.audio.frame_ms)
+        stages = wire(config, engines, audio_out, [])  # a fresh conversation per turn
         started = time.monotonic()
-        await controller.run(WavSource(user, config.audio.frame_ms, realtime=True).frames())
+        await stages.controller.run(WavSource(user, config.audio.frame_ms, realtime=True).frames())
         talking_s += time.monotonic() - started
-        await sink.close()
-        for number, trace in enumerate(controller.finished):
+        await stages.close()
+        await audio_out.close()
+        for number, trace in enumerate(stages.controller.finished):
             data = trace.to_dict(include_text=True)
             data.update(turn=index, question=spec.question if number == 0 else INTERRUPTION, voice=spec.voice,
                         noisy=spec.noise_snr_db is not None, interrupted=spec.barge_in)
@@ -165,12 +149,10 @@ async def run_turns(config: Config, stages, specs: list[TurnSpec], workdir: Path
     return traces, talking_s
 
 
-async def run_idle(config: Config, stages, seconds: float) -> None:
+async def run_idle(config: Config, engines: Engines, seconds: float) -> None:
     """The always-on state: silence through the same loop (wake + VAD only), in real time."""
-    from edgeagent.runtime.daemon import wire
-
-    sink = ClockedSink("/dev/null", config.audio.frame_ms)
-    controller = wire(config, stages, sink, [])
+    audio_out = ClockedSink("/dev/null", config.audio.frame_ms)
+    stages = wire(config, engines, audio_out, [])
     silence = np.zeros(config.audio.frame_ms * 16, np.int16)
 
     async def frames():
@@ -180,18 +162,19 @@ async def run_idle(config: Config, stages, seconds: float) -> None:
             await asyncio.sleep(max(0.0, start + (i + 1) * step - time.monotonic()))
             yield Frame(silence, i, i * step, time.monotonic())
 
-    await controller.run(frames())
-    await sink.close()
+    await stages.controller.run(frames())
+    await stages.close()
+    await audio_out.close()
 
 
 # ------------------------------------------------------------------ baselines
 
 
-def naive_ttfa_ms(config: Config, stages, specs: list[TurnSpec], workdir: Path) -> list[float]:
+def naive_ttfa_ms(config: Config, engines: Engines, specs: list[TurnSpec], workdir: Path) -> list[float]:
     """Same models, no streaming: whole transcript, whole reply, whole synthesis, then audio."""
     results = []
-    local = stages.router.local
-    recognizer = stages.transcriber.recognizer
+    local = engines.router.local
+    recognizer = engines.recognizer
     for index, spec in enumerate(specs):
         if spec.barge_in:
             continue
@@ -201,7 +184,7 @@ def naive_ttfa_ms(config: Config, stages, specs: list[TurnSpec], workdir: Path) 
         recognizer.feed(question)
         text = recognizer.finish().text
         reply = asyncio.run(_collect(local.stream(Conversation(config.llm.system_prompt).messages_for(text))))
-        for _ in stages.synthesizer.synthesize(reply or "Okay."):
+        for _ in engines.synthesizer.synthesize(reply or "Okay."):
             pass
         results.append(config.vad.silence_ms + (time.monotonic() - started) * 1000)
     return results
@@ -211,11 +194,11 @@ async def _collect(stream) -> str:
     return "".join([token async for token in stream])
 
 
-def piper_first_audio_ms(stages, reps: int = 5) -> dict[str, float]:
+def piper_first_audio_ms(engines: Engines, reps: int = 5) -> dict[str, float]:
     """Three-sentence reply: piper's whole utterance vs our first streamed sentence."""
     text = ("The weather today is mostly sunny with a light breeze. Tomorrow will be cloudy, with a chance of "
             "rain in the evening. Take an umbrella if you go out late.")
-    synth = stages.synthesizer
+    synth = engines.synthesizer
     whole, first = [], []
     for _ in range(reps):
         started = time.monotonic()
@@ -286,29 +269,29 @@ def run_benchmark(config: Config, turns: int, outdir: Path, seed: int = 7, show_
 
     from tqdm import tqdm
 
-    from edgeagent.runtime.daemon import load_stages, without_acoustic_echo
+    from edgeagent.runtime.daemon import without_acoustic_echo
 
     config = without_acoustic_echo(config)
     outdir.mkdir(parents=True, exist_ok=True)
     specs = make_workload(turns, seed)
     steps = turns + 4
     bar = tqdm(total=steps, desc="edgeagent bench", unit="step", disable=not show_progress)
-    stages = load_stages(config)
+    engines = load_engines(config)
     bar.update()
     with tempfile.TemporaryDirectory() as tmp, CpuSampler() as sampler:
         idle_start = time.monotonic()
-        asyncio.run(run_idle(config, stages, 15.0))
+        asyncio.run(run_idle(config, engines, 15.0))
         idle_end = time.monotonic()
         bar.update()
-        traces, _ = asyncio.run(run_turns(config, stages, specs, Path(tmp), sampler, bar.update))
+        traces, _ = asyncio.run(run_turns(config, engines, specs, Path(tmp), sampler, bar.update))
         talk_end = time.monotonic()
-        naive = naive_ttfa_ms(config, stages, specs, Path(tmp))
-        piper = piper_first_audio_ms(stages)
+        naive = naive_ttfa_ms(config, engines, specs, Path(tmp))
+        piper = piper_first_audio_ms(engines)
         bar.update()
         wake = wake_accuracy_and_cost(config)
         bar.update()
     bar.close()
-    stages.close()
+    engines.close()
     idle = sampler.between(idle_start, idle_end)
     talk = sampler.between(idle_end, talk_end)
     answered = [t for t in traces if t["outcome"] == "answered"]

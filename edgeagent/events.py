@@ -70,53 +70,80 @@ class TranscriptFinal(Event):
 
 
 @dataclass(frozen=True)
+class BargeIn(Event):
+    source: str  # stop_word | vad
+
+
+# ---------------------------------------------------------------- the LLM router -> the reply path
+
+
+@dataclass(frozen=True)
+class LlmRouted(Event):
+    """The router picked ``backend`` (``t``: the request went out), or failed over to it mid-turn."""
+
+    backend: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class LlmToken(Event):
     text: str
     backend: str
 
 
+# ---------------------------------------------------------------- the reply path -> the turn controller
+# One reply reports, in order: LlmRouted (one, or two after a failover), FirstToken, ChunkQueued per
+# speakable chunk, FirstSynth, FirstAudio, Heard, then exactly one of ReplyDone / ReplyFailed.
+
+
 @dataclass(frozen=True)
-class LlmDone(Event):
+class FirstToken(Event):
     backend: str
-    tokens: int
-    reason: str = ""  # why this backend answered
 
 
 @dataclass(frozen=True)
-class SentenceChunk(Event):
+class ChunkQueued(Event):
+    """A speakable piece of the reply was handed to the synthesizer."""
+
     text: str
     index: int
 
 
 @dataclass(frozen=True)
-class TtsAudio(Event):
-    """A block of synthesized speech (int16 mono at ``sample_rate``) for one chunk of text."""
+class FirstSynth(Event):
+    """The synthesizer produced the reply's first audio."""
 
-    pcm: bytes
-    sample_rate: int
+
+@dataclass(frozen=True)
+class FirstAudio(Event):
+    """The reply's first sample reached the speaker (``t``: when it started playing)."""
+
+
+@dataclass(frozen=True)
+class Heard(Event):
+    """What the user actually heard: the reply up to ``text`` and ``played_ms`` of audio."""
+
     text: str
-
-
-@dataclass(frozen=True)
-class PlaybackStarted(Event):
-    pass
-
-
-@dataclass(frozen=True)
-class PlaybackFinished(Event):
-    """What the user actually heard: the reply up to ``played_text`` and ``played_ms`` of audio."""
-
     played_ms: float
-    played_text: str
     cancelled: bool
 
 
 @dataclass(frozen=True)
-class BargeIn(Event):
-    source: str  # stop_word | vad
+class ReplyDone(Event):
+    """The reply ended (spoken in full, or cancelled: ``cancelled``); ``text`` is what was generated."""
+
+    text: str
+    tokens: int
+    cancelled: bool = False
 
 
 @dataclass(frozen=True)
-class TurnError(Event):
-    stage: str
-    message: str
+class ReplyFailed(Event):
+    """The reply could not be made (no LLM answered, the synthesizer failed); ``error`` says why."""
+
+    error: str
+    text: str = ""
+    tokens: int = 0
+
+
+ReplyEvent = LlmRouted | FirstToken | ChunkQueued | FirstSynth | FirstAudio | Heard | ReplyDone | ReplyFailed

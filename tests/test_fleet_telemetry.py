@@ -24,7 +24,7 @@ def trace(dev: str, n: int) -> TurnTrace:
 def make_link(config) -> FleetLink:
     device = StandaloneDevice(config)
     link = FleetLink(config, device, on_config=device.apply_config)
-    device.attach(link)
+    device.device_state.attach(link)
     return link
 
 

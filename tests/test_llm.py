@@ -16,7 +16,8 @@ from edgeagent.llm.base import LlmError
 from edgeagent.llm.conversation import Conversation
 from edgeagent.llm.local import LocalLlm, LlmWorker
 from edgeagent.llm.openai_client import OpenAiChat
-from edgeagent.llm.router import CircuitBreaker, LlmRouter, ProbeSchedule, RouteResult
+from edgeagent.events import LlmRouted, LlmToken
+from edgeagent.llm.router import CircuitBreaker, LlmRouter, ProbeSchedule
 from edgeagent.modelstore import model_path
 
 MESSAGES = [{"role": "system", "content": "Answer in one short sentence."},
@@ -41,6 +42,12 @@ def tokens_generated(address: str) -> float:
 
 async def collect(stream):
     return [token async for token in stream]
+
+
+async def route(router, messages=MESSAGES):
+    """(tokens, the LlmRouted events) of one routed answer."""
+    events = await collect(router.stream(messages))
+    return [e for e in events if isinstance(e, LlmToken)], [e for e in events if isinstance(e, LlmRouted)]
 
 
 class FakeCloudServer:
@@ -80,29 +87,28 @@ def test_streams_from_an_openai_compatible_server(llama_server):
 def test_cloud_outage_fails_over_to_the_embedded_model_in_the_same_turn(llama_server, local):
     process, base = llama_server
     router = LlmRouter(local, OpenAiChat(base, "smollm2", max_tokens=8, timeout_s=60), first_token_deadline_s=60)
-    result = RouteResult()
-    assert asyncio.run(collect(router.stream(MESSAGES, result))) and result.backend == "cloud"
+    tokens, routes = asyncio.run(route(router))
+    assert tokens and [r.backend for r in routes] == ["cloud"] and {t.backend for t in tokens} == {"cloud"}
     process.kill()
     process.wait()
-    result = RouteResult()
-    tokens = asyncio.run(collect(router.stream(MESSAGES, result)))
-    assert tokens and result.backend == "local" and result.failover_from == "cloud"
-    assert "unreachable" in result.reason and result.first_token_t is not None
+    tokens, routes = asyncio.run(route(router))
+    assert tokens and [r.backend for r in routes] == ["cloud", "local"]  # failed over in the same turn
+    assert {t.backend for t in tokens} == {"local"}
+    assert routes[1].reason.startswith("failover: cloud") and "unreachable" in routes[1].reason
 
 
 def test_stalled_cloud_misses_first_token_deadline_and_fails_over(local):
     async def main():
         async with FakeCloudServer("stall") as base:
             router = LlmRouter(local, OpenAiChat(base, "m", timeout_s=30), first_token_deadline_s=0.5)
-            result = RouteResult()
             started = time.monotonic()
-            tokens = await collect(router.stream(MESSAGES, result))
-            return tokens, result, started
+            tokens, routes = await route(router)
+            return tokens, routes, started
 
-    tokens, result, started = asyncio.run(main())
-    assert tokens and result.backend == "local"
-    assert "missed first-token deadline" in result.reason
-    assert result.first_token_t - started >= 0.5  # waited for the deadline, then answered locally
+    tokens, routes, started = asyncio.run(main())
+    assert tokens and routes[-1].backend == "local"
+    assert "missed first-token deadline" in routes[-1].reason
+    assert tokens[0].t - started >= 0.5  # waited for the deadline, then answered locally
 
 
 def test_circuit_opens_after_failures_and_routing_skips_the_cloud(local):
@@ -111,14 +117,12 @@ def test_circuit_opens_after_failures_and_routing_skips_the_cloud(local):
             router = LlmRouter(local, OpenAiChat(base, "m"), first_token_deadline_s=0.2,
                                breaker=CircuitBreaker(threshold=2, cool_down_s=60))
             for _ in range(2):
-                await collect(router.stream(MESSAGES, RouteResult()))
-            result = RouteResult()
-            await collect(router.stream(MESSAGES, result))
-            return result
+                await route(router)
+            return (await route(router))[1]
 
-    result = asyncio.run(main())
-    assert result.backend == "local" and result.failover_from is None
-    assert "circuit open" in result.reason
+    routes = asyncio.run(main())
+    assert [r.backend for r in routes] == ["local"]  # no cloud attempt, no failover
+    assert "circuit open" in routes[0].reason
 
 
 def test_unreachable_cloud_known_from_probe_routes_locally(local):

@@ -144,10 +144,11 @@ async def stream(transcriber: StreamingTranscriber, samples: np.ndarray, frame: 
     """Feed like a microphone would (``pace_s`` per frame); returns (partials seen before final, final)."""
     seen = []
     transcriber.on_partial = seen.append
+    utterance = transcriber.start()
     for i in range(0, len(samples), frame):
-        transcriber.feed(samples[i : i + frame])
+        utterance.audio(samples[i : i + frame])
         await asyncio.sleep(pace_s)
-    final = await transcriber.finish()
+    final = await utterance.finish()
     return [p for p in seen if p.t <= final.t], final
 
 
@@ -172,8 +173,8 @@ def test_partials_arrive_before_the_final(config, name):
 
 
 @pytest.mark.parametrize("name", ["whisper", "pocketsphinx", "vosk"])
-def test_reset_between_utterances_leaves_no_state(config, name):
-    """Half of one utterance, barge-in reset, then another: the result equals the second alone."""
+def test_a_cancelled_utterance_leaves_no_state(config, name):
+    """Half of one utterance, cancelled (barge-in), then another: the result equals the second alone."""
     recognizer = engine(config, name)
     if name == "vosk":
         first, second = (read_audio(espeak_wav(t, voice="ko", speed=130)) for t in ("음악 틀어 줘", "감사합니다"))
@@ -184,9 +185,10 @@ def test_reset_between_utterances_leaves_no_state(config, name):
         transcriber = StreamingTranscriber(recognizer)
         try:
             alone = (await stream(transcriber, with_pauses(second)))[1]
+            cut = transcriber.start()
             for i in range(0, len(first) // 2, FRAME):
-                transcriber.feed(first[i : i + FRAME])
-            await transcriber.reset()
+                cut.audio(first[i : i + FRAME])
+            await cut.cancel()
             after_reset = (await stream(transcriber, with_pauses(second)))[1]
             return alone, after_reset
         finally:

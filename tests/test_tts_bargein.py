@@ -8,7 +8,8 @@ from edgeagent.audio.frames import Frame, frame_samples
 from edgeagent.audio.wav import read_audio
 from edgeagent.ear.bargein import BargeInDetector
 from edgeagent.config import load_config
-from tests.speech import espeak_wav
+from edgeagent.ear.wake import create_wake_detector
+from tests.speech import espeak_wav, piper_wav
 from tests.tts_helpers import voice_activity
 
 REPLY = ("Sure. The forecast for today is mostly sunny with a high of twenty two degrees, "
@@ -17,12 +18,12 @@ USER_AT_S = 1.6
 ECHO_GAIN, ECHO_DELAY_S = 0.4, 0.04
 
 
-def _mic(with_user: bool):
-    reply = read_audio(espeak_wav(REPLY, "en-gb"))  # espeak-ng renders the same every time (piper does not)
+def _mic(with_user: bool, user_wav=None):
+    reply = read_audio(espeak_wav(REPLY, "en-gb"))  # espeak-ng renders the same every time
     echo = np.concatenate([np.zeros(int(ECHO_DELAY_S * 16000)), reply.astype(np.float32) * ECHO_GAIN])
     mic = echo.copy()
     if with_user:
-        user = read_audio(espeak_wav("stop, wait a moment please")).astype(np.float32) * 0.7
+        user = read_audio(user_wav or espeak_wav("stop, wait a moment please")).astype(np.float32) * 0.7
         start = int(USER_AT_S * 16000)
         mic[start : start + len(user)] += user[: len(mic) - start]
     return reply, np.clip(mic, -32768, 32767).astype(np.int16)
@@ -40,10 +41,13 @@ def _run(detector: BargeInDetector, reference: EchoReference, reply: np.ndarray,
     return None
 
 
-def _detector(canceller):
+def _detector(canceller, vad=True, stop_word=""):
     config = load_config(env={})
+    config.wake.stop_word = stop_word
     reference = EchoReference(16000)
-    return BargeInDetector(reference, vad=voice_activity(config), canceller=canceller,
+    wake = create_wake_detector(config)
+    wake.set_speaking(True)  # the agent is speaking: the stop word is armed
+    return BargeInDetector(reference, wake, vad=voice_activity(config) if vad else None, canceller=canceller,
                            min_speech_ms=config.agent.barge_in_min_speech_ms), reference
 
 
@@ -72,10 +76,17 @@ def test_the_agents_own_voice_alone_does_not_barge_in(canceller):
     assert _run(detector, reference, reply, mic) is None
 
 
-def test_without_vad_only_the_stop_word_can_barge_in():
-    reply, mic = _mic(with_user=True)
-    detector = BargeInDetector(EchoReference(16000), vad=None)
-    assert _run(detector, detector.reference, reply, mic) is None
+@pytest.mark.parametrize("says, fires", [("Alexa.", True), ("Stop, wait a moment please.", False)])
+def test_without_vad_only_the_stop_word_said_over_the_reply_barges_in(says, fires):
+    """The stop word is heard on the echo-cancelled microphone (the one stop-word path); other speech is not
+    an interruption when barge-in by voice activity is off."""
+    reply, mic = _mic(with_user=True, user_wav=piper_wav(says))
+    detector, reference = _detector(create_echo_canceller(True), vad=False, stop_word="alexa")
+    event = _run(detector, reference, reply, mic)
+    if fires:
+        assert event is not None and event.source == "stop_word" and USER_AT_S < event.t < USER_AT_S + 1.5
+    else:
+        assert event is None
 
 
 def test_echo_canceller_removes_the_agents_voice_from_the_mic():

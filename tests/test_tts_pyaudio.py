@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from edgeagent.config import load_config
-from edgeagent.audio.output import open_output
+from edgeagent.audio.output import open_audio_out
+from edgeagent.events import FirstAudio
 from edgeagent.audio.playout import Speaker
-from tests.tts_helpers import synthesizer
+from tests.tts_helpers import EventLog, synthesizer
 
 pytest.importorskip("pyaudio")
 
@@ -16,13 +17,17 @@ pytest.importorskip("pyaudio")
 def test_cancel_on_the_device_drops_queued_audio(alsa_file_device):
     _, outfile = alsa_file_device
     config = load_config(env={})
-    sink = open_output(config)
+    sink = open_audio_out(config)
     speaker = Speaker(synthesizer("espeak"), sink, realtime=True)
 
     async def scenario():
-        task = asyncio.create_task(speaker.say("This sentence is long enough to be interrupted in the middle of it."))
-        while speaker.times.first_audio_t is None:
-            await asyncio.sleep(0.005)
+        events = EventLog()
+
+        async def sentence():
+            yield "This sentence is long enough to be interrupted in the middle of it."
+
+        task = asyncio.create_task(speaker.speak(sentence(), emit=events))
+        await events.until(FirstAudio)
         await asyncio.sleep(0.8)
         speaker.cancel()
         finished = await task

@@ -8,7 +8,8 @@ import soundfile
 from edgeagent.audio.timeline import FADE_SAMPLES, ClockedSink
 from edgeagent.audio.wav import read_audio
 from edgeagent.audio.playout import Speaker
-from tests.tts_helpers import TimedWavSink, synthesizer
+from edgeagent.events import FirstAudio
+from tests.tts_helpers import EventLog, TimedWavSink, synthesizer
 
 REPLY = [
     "The weather today is sunny and warm.",
@@ -40,12 +41,13 @@ def test_first_frames_reach_the_sink_before_the_whole_reply_is_synthesized(tmp_p
     voice = StampedVoice(synthesizer("piper"))
     sink = TimedWavSink(tmp_path / "out.wav", voice.sample_rate)
     speaker = Speaker(voice, sink, realtime=False)
-    finished = asyncio.run(speaker.speak(_chunks(REPLY)))
+    events = EventLog()
+    finished = asyncio.run(speaker.speak(_chunks(REPLY), emit=events))
     asyncio.run(sink.close())
     assert len(voice.block_times) == 3
     assert sink.writes[0][0] < voice.block_times[-1], "audio waited for the whole reply"
-    assert speaker.times.first_audio_t < voice.block_times[1]
-    assert finished.played_text == " ".join(REPLY) and not finished.cancelled
+    assert events.first(FirstAudio).t < voice.block_times[1]
+    assert finished.text == " ".join(REPLY) and not finished.cancelled
     data, rate = soundfile.read(tmp_path / "out.wav", dtype="int16")
     assert rate == voice.sample_rate and abs(len(data) / rate - finished.played_ms / 1000) < 0.05
 
@@ -68,9 +70,9 @@ def test_cancel_mid_sentence_goes_silent_within_a_frame_and_reports_what_was_hea
     texts = ["Okay.", "Here is a much longer second sentence that keeps talking for several seconds, on and on."]
 
     async def scenario():
-        task = asyncio.create_task(speaker.speak(_chunks(texts)))
-        while speaker.times.first_audio_t is None:
-            await asyncio.sleep(0.005)
+        events = EventLog()
+        task = asyncio.create_task(speaker.speak(_chunks(texts), emit=events))
+        await events.until(FirstAudio)
         await asyncio.sleep(1.4)
         speaker.cancel()
         cancelled_at = time.monotonic()
@@ -81,7 +83,7 @@ def test_cancel_mid_sentence_goes_silent_within_a_frame_and_reports_what_was_hea
     finished, cancelled_at = asyncio.run(scenario())
     asyncio.run(sink.close())
     assert finished.cancelled
-    assert finished.played_text == "Okay."  # the long sentence was cut before half of it played
+    assert finished.text == "Okay."  # the long sentence was cut before half of it played
     assert 1.2 < finished.played_ms / 1000 < 1.6
     frame = int(0.02 * voice.sample_rate)
     after = np.concatenate([w for t, w in sink.writes if t >= cancelled_at] or [np.zeros(0, np.int16)])
@@ -125,7 +127,7 @@ def test_empty_chunks_are_skipped_and_an_empty_reply_plays_nothing(tmp_path):
     sink = TimedWavSink(tmp_path / "out.wav", 22050)
     finished = asyncio.run(Speaker(synthesizer("espeak"), sink, realtime=False).speak(_chunks(["", "  "])))
     asyncio.run(sink.close())
-    assert finished.played_ms == 0 and finished.played_text == "" and not finished.cancelled
+    assert finished.played_ms == 0 and finished.text == "" and not finished.cancelled
 
 
 def test_cancel_while_synthesis_is_still_running_stops_everything(tmp_path):
@@ -134,9 +136,9 @@ def test_cancel_while_synthesis_is_still_running_stops_everything(tmp_path):
     speaker = Speaker(voice, sink, realtime=True)
 
     async def scenario():
-        task = asyncio.create_task(speaker.speak(_chunks(REPLY)))
-        while speaker.times.first_audio_t is None:
-            await asyncio.sleep(0.001)
+        events = EventLog()
+        task = asyncio.create_task(speaker.speak(_chunks(REPLY), emit=events))
+        await events.until(FirstAudio, poll_s=0.001)
         speaker.cancel()
         finished = await asyncio.wait_for(task, 2.0)
         await asyncio.sleep(1.5)  # no later sentence may reach the sink
@@ -144,7 +146,7 @@ def test_cancel_while_synthesis_is_still_running_stops_everything(tmp_path):
 
     finished = asyncio.run(scenario())
     asyncio.run(sink.close())
-    assert finished.cancelled and finished.played_text == ""
+    assert finished.cancelled and finished.text == ""
     assert len(voice.block_times) < 3  # the rest of the reply was never synthesized
     assert len(sink.audio()) <= 3 * int(0.02 * voice.sample_rate)
 

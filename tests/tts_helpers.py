@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 
@@ -32,6 +33,24 @@ class TimedWavSink(WavSink):
 
     def audio(self) -> np.ndarray:
         return np.concatenate([w for _, w in self.writes]) if self.writes else np.zeros(0, np.int16)
+
+
+class EventLog:
+    """Collects the events a speaker emits (``speak(chunks, emit=log)``); ``first(kind)`` is the
+    first of a kind, ``await until(kind)`` waits for it."""
+
+    def __init__(self):
+        self.events: list = []
+
+    def __call__(self, event) -> None:
+        self.events.append(event)
+
+    def first(self, kind):
+        return next((e for e in self.events if isinstance(e, kind)), None)
+
+    async def until(self, kind, poll_s: float = 0.002) -> None:
+        while self.first(kind) is None:
+            await asyncio.sleep(poll_s)
 
 
 def voice_activity(config):

@@ -13,9 +13,11 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+from typing import Callable
 
 import numpy as np
 
+from edgeagent.audio.base import AudioOut
 from edgeagent.audio.convert import StreamResampler
 from edgeagent.audio.fifo import drain_into
 from edgeagent.audio.frames import FRAME_RATE
@@ -43,6 +45,12 @@ class EchoReference:
             while self._size > MAX_REFERENCE_S * FRAME_RATE:  # nobody reading: keep it bounded
                 self._size -= len(self._blocks.popleft())
 
+    def clear(self) -> None:
+        """Forget what played before (a reply starts: earlier audio is no longer in the room)."""
+        with self._lock:
+            self._blocks.clear()
+            self._size = 0
+
     def take(self, count: int) -> np.ndarray:
         """The next ``count`` played samples, zero-padded when the speaker is (or went) silent."""
         out = np.zeros(count, dtype=np.int16)
@@ -52,24 +60,31 @@ class EchoReference:
 
 
 class EchoTap:
-    """An AudioSink wrapper that copies everything handed to the device into an EchoReference."""
+    """An AudioOut in front of the real one that copies everything played into an EchoReference."""
 
-    def __init__(self, sink, reference: EchoReference):
-        self.sink = sink
+    def __init__(self, audio_out: AudioOut, reference: EchoReference):
+        self.sink = audio_out
         self.reference = reference
-        self.sample_rate = sink.sample_rate
+        self.sample_rate = audio_out.sample_rate
+
+    @property
+    def on_first_play(self) -> Callable[[float], None] | None:
+        return self.sink.on_first_play
+
+    @on_first_play.setter
+    def on_first_play(self, callback: Callable[[float], None] | None) -> None:
+        self.sink.on_first_play = callback
 
     async def write(self, pcm: np.ndarray) -> None:
         self.reference.played(pcm)
         await self.sink.write(pcm)
 
     def clear(self) -> int:
-        clear = getattr(self.sink, "clear", None)
-        return int(clear()) if clear else 0
+        return self.sink.clear()
 
     @property
     def queued_samples(self) -> int:
-        return int(getattr(self.sink, "queued_samples", 0))
+        return self.sink.queued_samples
 
     async def close(self) -> None:
         await self.sink.close()

@@ -4,7 +4,7 @@ Each chunk is synthesized on a dedicated worker thread the moment it arrives (th
 blocks on inference), the audio is resampled to the sink rate and cut into frames, and a
 playout task hands frames to the sink at real-time pace, keeping only a small jitter buffer
 ahead.  ``cancel()`` fades the sound out within a frame, drops everything queued and the rest
-of the synthesis, and the returned ``PlaybackFinished`` says what the listener actually heard.
+of the synthesis, and the returned ``Heard`` says what the listener actually heard.
 """
 
 from __future__ import annotations
@@ -18,23 +18,14 @@ from typing import AsyncIterable, Callable
 
 import numpy as np
 
+from edgeagent.audio.base import AudioOut
 from edgeagent.audio.convert import StreamResampler
 from edgeagent.audio.frames import frame_samples
-from edgeagent.events import PlaybackFinished
+from edgeagent.config import AudioConfig
+from edgeagent.events import ChunkQueued, Event, FirstAudio, FirstSynth, Heard
 from edgeagent.tts.base import Synthesizer
 
 HEARD_FRACTION = 0.5  # a chunk counts as heard once at least half of its audio has played
-
-
-@dataclass
-class SpeakTimes:
-    """Monotonic readings for the turn trace (None until reached)."""
-
-    first_chunk_t: float | None = None  # first text chunk arrived
-    first_synth_t: float | None = None  # first synthesized block came out of the engine
-    first_audio_t: float | None = None  # first frame handed to the sink
-    cancel_t: float | None = None
-    silent_t: float | None = None  # last (faded) audio handed to the sink after a cancel
 
 
 @dataclass
@@ -45,11 +36,12 @@ class _Chunk:
 
 
 class Speaker:
-    """Speaks one reply at a time into ``sink`` (WavSink, PyAudioSpeaker, EchoTap, ...).
+    """Speaks one reply at a time into ``sink`` (WavSink, PyAudioSpeaker, EchoTap, ...), reporting
+    ChunkQueued, FirstSynth and FirstAudio as they happen and returning what was Heard.
 
     ``realtime=False`` writes as fast as audio is made (rendering to a file)."""
 
-    def __init__(self, synthesizer: Synthesizer, sink, *, frame_ms: int = 20, jitter_ms: int = 40,
+    def __init__(self, synthesizer: Synthesizer, sink: AudioOut, *, frame_ms: int = 20, jitter_ms: int = 40,
                  fade_ms: float = 5.0, realtime: bool = True, clock: Callable[[], float] = time.monotonic,
                  volume: float = 1.0):
         self.synthesizer = synthesizer
@@ -65,8 +57,16 @@ class Speaker:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tts")
         self._reset()
 
-    def _reset(self) -> None:
-        self.times = SpeakTimes()
+    def configure(self, audio: AudioConfig) -> None:
+        """Live config: the output level from the next frame on."""
+        self.set_volume(audio.volume)
+
+    def set_volume(self, volume: float) -> None:
+        self.volume = volume
+
+    def _reset(self, emit: Callable[[Event], None] = lambda event: None) -> None:
+        self._emit = emit
+        self._synthesized = False
         self._chunks: list[_Chunk] = []
         self._frames: asyncio.Queue[tuple[int, np.ndarray] | None] = asyncio.Queue()
         self._queued = 0
@@ -78,9 +78,10 @@ class Speaker:
 
     # ------------------------------------------------------------------ public
 
-    async def speak(self, chunks: AsyncIterable[str]) -> PlaybackFinished:
+    async def speak(self, chunks: AsyncIterable[str], emit: Callable[[Event], None] = lambda event: None) -> Heard:
         """Synthesize and play every chunk; returns when playback ends or is cancelled."""
-        self._reset()
+        self._reset(emit)
+        self.sink.on_first_play = lambda t: emit(FirstAudio(t=t))
         synth = asyncio.create_task(self._synthesize_all(chunks), name="tts-synth")
         try:
             await self._playout()
@@ -94,7 +95,7 @@ class Speaker:
             raise synth.exception()  # type: ignore[misc]  # e.g. TtsError from the engine
         return self._finished()
 
-    async def say(self, text: str) -> PlaybackFinished:
+    async def say(self, text: str) -> Heard:
         async def one():
             yield text
 
@@ -105,24 +106,22 @@ class Speaker:
         from the event loop at any time; ``speak`` then returns with ``cancelled=True``."""
         if self._cancelled.is_set():
             return
-        self.times.cancel_t = self.clock()
         self._cancelled.set()
         self._stop.set()
-        dropped = self.sink.clear() if hasattr(self.sink, "clear") else 0
+        dropped = self.sink.clear()
         self._written -= dropped
         self._account(-dropped)
         # A sink still holding audio fades it out itself; one that has played everything it was
         # given stops at a full-level sample, so fade the next frame we had not yet written.
-        still_playing = dropped or getattr(self.sink, "queued_samples", 0)
+        still_playing = dropped or self.sink.queued_samples
         fade = np.zeros(0, np.int16) if still_playing else self._faded(self._peek_next()[: self.fade])
         while not self._frames.empty():
             self._frames.get_nowait()
         self._queued = 0
         if len(fade):
             self._fade = asyncio.get_running_loop().create_task(self.sink.write(fade))
-        self.times.silent_t = self.clock()
 
-    def heard(self) -> PlaybackFinished:
+    def heard(self) -> Heard:
         """What the current (or last) reply has played so far; for callers interrupted mid-speak."""
         return self._finished()
 
@@ -140,17 +139,17 @@ class Speaker:
                     break
                 if not text.strip():
                     continue
-                if self.times.first_chunk_t is None:
-                    self.times.first_chunk_t = self.clock()
                 index = len(self._chunks)
                 self._chunks.append(_Chunk(text.strip()))
+                self._emit(ChunkQueued(t=self.clock(), text=text.strip(), index=index))
                 blocks: asyncio.Queue[np.ndarray | BaseException | None] = asyncio.Queue()
                 loop.run_in_executor(self._executor, self._synthesize_chunk, text, blocks, loop, self._stop)
                 while (block := await blocks.get()) is not None:
                     if isinstance(block, BaseException):
                         raise block
-                    if self.times.first_synth_t is None:
-                        self.times.first_synth_t = self.clock()
+                    if not self._synthesized:
+                        self._synthesized = True
+                        self._emit(FirstSynth(t=self.clock()))
                     self._enqueue(index, resampler.process(block))
             if not self._cancelled.is_set():
                 self._enqueue(len(self._chunks) - 1, resampler.process(np.zeros(0, np.int16), last=True))
@@ -209,8 +208,6 @@ class Speaker:
                     if self._cancelled.is_set():
                         self._frames.put_nowait((index, frame))  # cancel() fades from it
                         break
-            if self.times.first_audio_t is None:
-                self.times.first_audio_t = self.clock()
             if self.volume != 1.0:
                 frame = np.clip(frame * self.volume, -32768, 32767).astype(np.int16)
             await self.sink.write(frame)
@@ -264,8 +261,8 @@ class Speaker:
             chunk.played -= take
             delta += take
 
-    def _finished(self) -> PlaybackFinished:
+    def _finished(self) -> Heard:
         heard = [c.text for c in self._chunks if c.samples and c.played >= HEARD_FRACTION * c.samples]
         played_ms = 1000.0 * self._written / self.rate
-        return PlaybackFinished(t=self.clock(), played_ms=round(played_ms, 1), played_text=" ".join(heard),
-                                cancelled=self._cancelled.is_set())
+        return Heard(t=self.clock(), text=" ".join(heard), played_ms=round(played_ms, 1),
+                     cancelled=self._cancelled.is_set())

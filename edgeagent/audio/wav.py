@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import numpy as np
 import soundfile
@@ -76,7 +76,8 @@ class WavSource:
 
 
 class WavSink:
-    """Writes int16 mono audio to a WAV file as it arrives (streamed, not held in memory)."""
+    """Writes int16 mono audio to a WAV file as it arrives (streamed, not held in memory): an
+    output that plays everything at once, so nothing is ever queued to clear."""
 
     def __init__(self, path: str | Path, sample_rate: int = 22050, input_rate: int | None = None):
         self.path = Path(path)
@@ -86,9 +87,17 @@ class WavSink:
         self._file = soundfile.SoundFile(str(self.path), "w", samplerate=sample_rate, channels=1, subtype="PCM_16",
                                          format="WAV")
         self.samples_written = 0
+        self.on_first_play: Callable[[float], None] | None = None
+        self.queued_samples = 0
 
     async def write(self, pcm: np.ndarray) -> None:
+        if len(pcm) and self.on_first_play is not None:
+            callback, self.on_first_play = self.on_first_play, None
+            callback(time.monotonic())
         self.write_now(pcm)
+
+    def clear(self) -> int:
+        return 0
 
     def write_now(self, pcm: np.ndarray, last: bool = False) -> None:
         out = self._resampler.process(np.asarray(pcm, dtype=np.int16), last=last)

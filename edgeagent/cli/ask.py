@@ -15,33 +15,38 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgeagent.cli import config_from_args
-    from edgeagent.runtime.daemon import build_router
+    from edgeagent.events import LlmRouted, LlmToken
     from edgeagent.llm.base import LlmError
     from edgeagent.llm.conversation import Conversation
-    from edgeagent.llm.router import RouteResult
+    from edgeagent.runtime.stages import build_router
     from edgeagent.turn.trace import ms_between
 
     config = config_from_args(args)
 
-    async def main() -> RouteResult:
+    async def main() -> str:
         router = build_router(config)
         try:
             if router.cloud is not None:
                 router.cloud_reachable = await router.cloud.probe()
-            result = RouteResult()
             messages = Conversation(config.llm.system_prompt).messages_for(args.text)
-            async for token in router.stream(messages, result):
-                print(token, end="", flush=True)
+            routed: list[LlmRouted] = []
+            tokens: list[LlmToken] = []
+            async for event in router.stream(messages):
+                if isinstance(event, LlmRouted):
+                    routed.append(event)
+                else:
+                    tokens.append(event)
+                    print(event.text, end="", flush=True)
             print()
-            return result
+            first = ms_between(routed[0].t, tokens[0].t) if tokens else None
+            return f"[{routed[-1].backend}: {routed[-1].reason}; first token {first} ms, {len(tokens)} tokens]"
         finally:
             router.close()
 
     try:
-        result = asyncio.run(main())
+        summary = asyncio.run(main())
     except LlmError as exc:
         print(f"edgeagent ask: {exc}", file=sys.stderr)
         return 1
-    print(f"[{result.backend}: {result.reason}; first token {ms_between(result.request_t, result.first_token_t)} ms, "
-          f"{result.tokens} tokens]", file=sys.stderr)
+    print(summary, file=sys.stderr)
     return 0

@@ -21,7 +21,8 @@ def run(args: argparse.Namespace) -> int:
     from edgeagent.cli import config_from_args
     from edgeagent.tts.base import TtsError
     from edgeagent.tts.factory import create_synthesizer
-    from edgeagent.audio.output import open_output
+    from edgeagent.audio.output import open_audio_out
+    from edgeagent.events import ChunkQueued, FirstAudio
     from edgeagent.audio.playout import Speaker
 
     if not args.text.strip():
@@ -33,17 +34,21 @@ def run(args: argparse.Namespace) -> int:
 
     async def speak() -> None:
         synthesizer = create_synthesizer(config)
-        sink = open_output(config, args.output, file_rate=synthesizer.sample_rate)
-        speaker = Speaker(synthesizer, sink, frame_ms=config.audio.frame_ms, realtime=not args.output)
+        audio_out = open_audio_out(config, args.output, file_rate=synthesizer.sample_rate)
+        speaker = Speaker(synthesizer, audio_out, frame_ms=config.audio.frame_ms, realtime=not args.output)
+        seen: dict[type, float] = {}
+
+        async def text():
+            yield args.text
+
         try:
-            finished = await speaker.say(args.text)
+            heard = await speaker.speak(text(), emit=lambda event: seen.setdefault(type(event), event.t))
         finally:
-            await sink.close()
+            await audio_out.close()
             await speaker.close()
-        times = speaker.times
-        ttfa = 1000 * (times.first_audio_t - times.first_chunk_t) if times.first_audio_t else float("nan")
+        ttfa = 1000 * (seen[FirstAudio] - seen[ChunkQueued]) if FirstAudio in seen else float("nan")
         where = args.output or "speaker"
-        print(f"{synthesizer.name}: first audio after {ttfa:.0f} ms; {finished.played_ms / 1000:.2f} s of audio -> {where}")
+        print(f"{synthesizer.name}: first audio after {ttfa:.0f} ms; {heard.played_ms / 1000:.2f} s of audio -> {where}")
 
     try:
         asyncio.run(speak())

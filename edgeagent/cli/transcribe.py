@@ -45,10 +45,11 @@ def transcribe(args: argparse.Namespace) -> int:
     async def run():
         transcriber = StreamingTranscriber(recognizer, on_partial=show)
         try:
+            utterance = transcriber.start()
             for frame in split_frames(samples, config.audio.frame_ms):
-                transcriber.feed(frame)
+                utterance.audio(frame)
                 await asyncio.sleep(0)  # let partials be delivered as they come
-            return await transcriber.finish()
+            return await utterance.finish()
         finally:
             await transcriber.close()
             recognizer.close()

@@ -17,6 +17,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from edgeagent.audio.frames import FRAME_RATE, Frame, frame_samples
+from edgeagent.audio.level import rms
 from edgeagent.audio.ringbuffer import RingBuffer
 from edgeagent.config import Config, VadConfig
 from edgeagent.events import Event, NoSpeech, SpeechEnded, SpeechStarted
@@ -31,9 +32,22 @@ class VoiceActivity(Protocol):
     def reset(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class EndpointState:
+    """What the end-of-turn decision is based on, at the latest frame."""
+
+    in_speech: bool
+    speech_ms: float  # voiced audio since speech start
+    silence_ms: float  # trailing unvoiced audio
+    listening_ms: float  # since begin()
+
+
 class Endpointer(Protocol):
-    def begin(self, frame: Frame) -> None:
-        """Start listening for an utterance (after the wake word or in a follow-up window)."""
+    state: EndpointState  # what the decision is based on, at the latest frame
+
+    def begin(self, frame: Frame, lookback_ms: int = 0, no_speech_timeout_s: float | None = None) -> None:
+        """Start listening for an utterance (after the wake word, in a follow-up window, or after a
+        barge-in whose speech began ``lookback_ms`` ago)."""
         ...
 
     def process(self, frame: Frame, settled_text: Callable[[], str | None] | None = None) -> list[Event]:
@@ -47,6 +61,10 @@ class Endpointer(Protocol):
 
     def end(self) -> None:
         """Stop listening without a decision (the listening turn was closed from outside)."""
+        ...
+
+    def configure(self, vad: VadConfig) -> None:
+        """Live config: timings and thresholds from the next frame on."""
         ...
 
 
@@ -107,16 +125,6 @@ def create_voice_activity(config: Config) -> VoiceActivity:
     return WebRtcActivity(config.vad.aggressiveness)
 
 
-@dataclass(frozen=True)
-class EndpointState:
-    """What the end-of-turn decision is based on, at the latest frame."""
-
-    in_speech: bool
-    speech_ms: float  # voiced audio since speech start
-    silence_ms: float  # trailing unvoiced audio
-    listening_ms: float  # since begin()
-
-
 TRAILING_LEVEL = 0.1  # relative to the utterance's speech level: below this a "voiced" frame is the VAD's hangover
 
 
@@ -124,10 +132,10 @@ class SilenceEndpointer:
     """Speech starts after ``min_speech_ms`` of voice, ends after ``silence_ms`` of silence."""
 
     def __init__(self, vad_config: VadConfig, activity: VoiceActivity, frame_ms: int = 20):
-        self.cfg = vad_config
         self.activity = activity
         self.frame_ms = frame_ms
-        self._ring = RingBuffer(frame_samples(max(vad_config.preroll_ms, frame_ms) + vad_config.min_speech_ms + 3000))
+        self.cfg = vad_config
+        self._ring = RingBuffer(self._ring_samples(vad_config))
         self._preroll = np.zeros(0, np.int16)
         self._active = False
         self.state = EndpointState(False, 0.0, 0.0, 0.0)
@@ -137,6 +145,15 @@ class SilenceEndpointer:
         self._begin_s = 0.0
         self._no_speech_s = vad_config.no_speech_timeout_s
         self._speech_level = 0.0  # recent peak frame level of this utterance
+
+    def configure(self, vad: VadConfig) -> None:
+        self.cfg = vad
+        if self._ring.capacity < self._ring_samples(vad):
+            self._ring = RingBuffer(self._ring_samples(vad))
+
+    def _ring_samples(self, vad: VadConfig) -> int:
+        """Room for the pre-roll, the minimum speech and a barge-in's look-back."""
+        return frame_samples(max(vad.preroll_ms, self.frame_ms) + vad.min_speech_ms + 3000)
 
     def begin(self, frame: Frame, lookback_ms: int = 0, no_speech_timeout_s: float | None = None) -> None:
         """Listen from this frame on.  Pre-roll never reaches back before it (that is the wake word)
@@ -165,7 +182,7 @@ class SilenceEndpointer:
         if not self._active:
             return []
         voiced = self.activity.speech_probability(frame) >= self.cfg.threshold
-        level = float(np.sqrt(np.mean(np.square(frame.samples.astype(np.float32)))))
+        level = rms(frame.samples)
         s = self.state
         if s.in_speech and voiced:
             # VADs keep saying "speech" for a few frames after the voice stops; a frame far quieter

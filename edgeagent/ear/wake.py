@@ -24,6 +24,8 @@ FEATURE_STEP_SAMPLES = 160  # the micro frontend makes one 40-bin feature vector
 
 
 class WakeDetector(Protocol):
+    speaking: bool  # the agent is speaking: the stop word is armed
+
     def process(self, frame: Frame) -> list[WakeDetected]:
         """Feed one frame; detections that fired on it (already thresholded, debounced, refractory)."""
         ...
@@ -34,6 +36,10 @@ class WakeDetector(Protocol):
 
     def reset(self) -> None:
         """Forget streaming state (e.g. after a detection or an audio gap)."""
+        ...
+
+    def configure(self, wake: WakeConfig) -> None:
+        """Live config: thresholds, trigger windows, refractory period."""
         ...
 
 
@@ -240,7 +246,6 @@ class MultiWakeDetector:
         self.slots = slots
         self.refractory_s = refractory_s
         self.speaking = False
-        self.last_scores: dict[str, float] = {}
 
     def process(self, frame: Frame) -> list[WakeDetected]:
         detections = []
@@ -251,7 +256,6 @@ class MultiWakeDetector:
             if not slot.window:
                 continue
             score = float(np.mean(slot.window)) if len(slot.window) == slot.window.maxlen else 0.0
-            self.last_scores[slot.model.info.name] = score
             if score < slot.threshold:
                 if score < slot.threshold * REARM_FRACTION:  # hysteresis: a wobble around the
                     slot.latched = False                      # threshold is still the same utterance

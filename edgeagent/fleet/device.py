@@ -2,7 +2,8 @@
 
 It runs the real FleetLink with a DeviceControl backed by real device state (mute, volume,
 config in force) but no voice loop, so ``say`` and ``listen`` answer honestly that the voice
-loop is not running.  The turn controller replaces ``StandaloneDevice`` with itself.
+loop is not running.  The daemon's ``edgeagent.runtime.remote.VoiceRemote`` is the same state
+(``DeviceState``) with the voice loop behind it.
 ``restart`` really restarts: the link says ``offline``, then the process re-executes itself.
 """
 
@@ -15,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from edgeagent.config import Config, load_config, secret_values
 from edgeagent.fleet.control import CommandFailed
@@ -27,31 +28,65 @@ log = logging.getLogger("edgeagent.fleet.device")
 NO_VOICE_LOOP = "not available: voice loop not running"
 
 
-class StandaloneDevice:
-    """DeviceControl without a voice loop: state that is real, no replies that are not."""
+class DeviceState:
+    """What a device reports and a fleet can change with or without a voice loop: mute, volume,
+    the config in force and a pending restart, published as retained state through the link.
+    ``describe`` adds what the voice loop (or its absence) has to say."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, describe: Callable[[], dict[str, Any]]):
         self.config = config
         self.muted = False
         self.volume = config.audio.volume
         self.restart_requested = asyncio.Event()
         self.link: FleetLink | None = None
         self.config_changes = 0
-        self._started = time.monotonic()
+        self.started = time.monotonic()
+        self._describe = describe
 
     def attach(self, link: FleetLink) -> None:
         self.link = link
         self.config = link.config
         self.volume = self.config.audio.volume
-        link.update_state(**self._state_fields())
+        self.publish()
 
-    def _state_fields(self) -> dict[str, Any]:
-        return {"state": "idle", "voice_loop": False, "mute": self.muted, "volume": self.volume, "backend": None,
-                "last_turn_ms": None}
+    def fields(self) -> dict[str, Any]:
+        return {**self._describe(), "mute": self.muted, "volume": self.volume}
 
-    def _changed(self) -> None:
+    def publish(self) -> None:
+        """The state changed: the link publishes it (rate-limited, latest value wins)."""
         if self.link is not None:
-            self.link.update_state(**self._state_fields())
+            self.link.update_state(**self.fields())
+
+    def set_mute(self, mute: bool) -> dict[str, Any]:
+        self.muted = mute
+        self.publish()
+        return {"mute": self.muted}
+
+    def set_volume(self, volume: float) -> dict[str, Any]:
+        self.volume = volume
+        self.publish()
+        return {"volume": self.volume}
+
+    def restart(self) -> dict[str, Any]:
+        asyncio.get_running_loop().call_later(0.2, self.restart_requested.set)  # the reply goes out first
+        return {"restarting": True}
+
+    def apply_config(self, change: ConfigChange) -> None:
+        self.config = change.config
+        self.volume = change.config.audio.volume
+        self.config_changes += 1
+        self.publish()
+
+    def uptime_s(self) -> float:
+        return round(time.monotonic() - self.started, 1)
+
+
+class StandaloneDevice:
+    """DeviceControl without a voice loop: state that is real, no replies that are not."""
+
+    def __init__(self, config: Config):
+        self.device_state = DeviceState(config, describe=lambda: {"state": "idle", "voice_loop": False, "backend": None,
+                                                              "last_turn_ms": None})
 
     async def say(self, text: str) -> dict[str, Any]:
         raise CommandFailed(NO_VOICE_LOOP)
@@ -63,51 +98,43 @@ class StandaloneDevice:
         return {"cancelled": False, "reason": "no turn in progress"}
 
     async def set_mute(self, mute: bool) -> dict[str, Any]:
-        self.muted = mute
-        self._changed()
-        return {"mute": self.muted}
+        return self.device_state.set_mute(mute)
 
     async def set_volume(self, volume: float) -> dict[str, Any]:
-        self.volume = volume
-        self._changed()
-        return {"volume": self.volume}
+        return self.device_state.set_volume(volume)
 
     async def restart(self) -> dict[str, Any]:
-        asyncio.get_running_loop().call_later(0.2, self.restart_requested.set)  # reply goes out first
-        return {"restarting": True}
+        return self.device_state.restart()
 
     async def stats(self) -> dict[str, Any]:
-        return {"uptime_s": round(time.monotonic() - self._started, 1), "turns": 0,
-                "config_changes": self.config_changes, "voice_loop": False}
+        return {"uptime_s": self.device_state.uptime_s(), "turns": 0, "config_changes": self.device_state.config_changes,
+                "voice_loop": False}
 
     async def state(self) -> dict[str, Any]:
-        return self._state_fields()
+        return self.device_state.fields()
 
     async def apply_config(self, change: ConfigChange) -> None:
-        self.config = change.config
-        self.volume = change.config.audio.volume
-        self.config_changes += 1
-        self._changed()
+        self.device_state.apply_config(change)
 
 
 async def run_device(config: Config) -> bool:
     """Run until SIGTERM/SIGINT (False) or a ``restart`` command (True)."""
     device = StandaloneDevice(config)
     link = FleetLink(config, device, on_config=device.apply_config)
-    device.attach(link)
+    device.device_state.attach(link)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     link.start()
-    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(device.restart_requested.wait())]
+    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(device.device_state.restart_requested.wait())]
     try:
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for w in waiters:
             w.cancel()
         await link.stop()
-    return device.restart_requested.is_set()
+    return device.device_state.restart_requested.is_set()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edgeagent import __version__
-from edgeagent.config import Config, MqttConfig
+from edgeagent.config import Config, MqttConfig, TelemetryConfig
 from edgeagent.fleet import commands
 from edgeagent.fleet.control import CommandFailed, DeviceControl
 from edgeagent.fleet.discovery import discovery_payload
@@ -154,6 +154,12 @@ class FleetLink:
         data = trace.to_dict(include_text=self.config.telemetry.include_text)
         self.update_state(last_turn_ms=trace.ttfa_ms, backend=trace.llm_backend, last_turn_at=trace.started_at)
         self.outbox.submit(json.dumps(data, separators=(",", ":")).encode())
+
+    def configure(self, telemetry: TelemetryConfig) -> None:
+        """A trace sink's live config: nothing to do, ``include_text`` is read from the config in force."""
+
+    def close(self) -> None:
+        """A trace sink's close: the link outlives the voice loop and is stopped by its owner (``stop``)."""
 
     def update_state(self, **fields: Any) -> None:
         """Merge fields (state=, mute=, volume=, backend=, ...) into retained ``{p}/state``;

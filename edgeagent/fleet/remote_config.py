@@ -20,7 +20,7 @@ from edgeagent.turn.trace import utc_now_iso
 
 log = logging.getLogger(__name__)
 
-# Keys pushed into the running daemon (edgeagent.runtime.live_config); every other change needs a clean
+# Keys pushed into the running daemon (Stages.configure); every other change needs a clean
 # restart (a model to reload, a device to reopen, a file to move).
 LIVE_KEYS = (
     "device.name", "audio.volume", "wake.threshold", "wake.thresholds", "wake.trigger_frames",

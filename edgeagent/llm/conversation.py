@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from edgeagent.config import LlmConfig
 from edgeagent.llm.base import Message
 
 CHARS_PER_TOKEN = 4  # rough, but enough to keep a 2k-token context from overflowing
@@ -15,6 +16,11 @@ class Conversation:
     max_turns: int = 6
     max_history_tokens: int = 1200
     turns: list[tuple[str, str]] = field(default_factory=list)  # (user, what the user heard)
+
+    def configure(self, llm: LlmConfig) -> None:
+        """Live config: prompt and history length from the next turn on."""
+        self.system_prompt, self.max_turns = llm.system_prompt, llm.history_turns
+        self._trim()
 
     def messages_for(self, user_text: str) -> list[Message]:
         messages: list[Message] = [{"role": "system", "content": self.system_prompt}]

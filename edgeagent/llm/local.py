@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator
 
+from edgeagent.config import LlmConfig
 from edgeagent.llm.base import LlmError, Message
 from edgeagent.llm.openai_client import OpenAiChat
 
@@ -246,6 +247,10 @@ class LocalLlm:
             raise exc
         finally:
             await chat.close()
+
+    def configure(self, llm: LlmConfig) -> None:
+        """Live config: generation limits of the next request."""
+        self.max_tokens, self.temperature = llm.max_tokens, llm.temperature
 
     def close(self) -> None:
         self.worker.stop()

@@ -14,9 +14,19 @@ import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
+from edgeagent.config import LlmConfig
+from edgeagent.events import LlmRouted, LlmToken
 from edgeagent.llm.base import ChatBackend, LlmError, Message
+from edgeagent.llm.openai_client import OpenAiChat
 
 log = logging.getLogger("edgeagent.llm")
+
+CLOUD_FIELDS = ("cloud_base_url", "cloud_model", "cloud_api_key", "request_timeout_s", "max_tokens", "temperature")
+
+
+def cloud_settings(llm: LlmConfig) -> tuple:
+    """What the cloud client is made from: a change to any of them needs a new client."""
+    return tuple(getattr(llm, name) for name in CLOUD_FIELDS)
 
 
 @dataclass
@@ -41,32 +51,33 @@ class CircuitBreaker:
 
 
 @dataclass
-class RouteResult:
-    """What the trace needs: who answered, why, and when the first token came."""
-
-    backend: str = ""
-    reason: str = ""
-    request_t: float = 0.0
-    first_token_t: float | None = None
-    tokens: int = 0
-    failover_from: str | None = None
-
-
-@dataclass
 class LlmRouter:
     local: ChatBackend | None
     cloud: ChatBackend | None = None
     first_token_deadline_s: float = 1.5
     breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
     cloud_reachable: bool | None = None  # None: not probed yet
+    cloud_settings: tuple = ()  # the LlmConfig values the cloud client was made from
     _reprobe: asyncio.Event | None = field(default=None, repr=False)  # made by probe_forever, in its loop
 
-    def set_cloud(self, cloud: ChatBackend | None) -> None:
+    def set_cloud(self, cloud: ChatBackend | None, settings: tuple = ()) -> None:
         """A new cloud endpoint (live fleet config): unknown reachability, closed circuit, probed now."""
-        self.cloud, self.cloud_reachable = cloud, None
+        self.cloud, self.cloud_reachable, self.cloud_settings = cloud, None, settings
         self.breaker.record_success()
         if self._reprobe is not None:
             self._reprobe.set()
+
+    async def configure(self, llm: LlmConfig) -> None:
+        """Live config: deadline and generation limits now; a changed cloud endpoint gets a new client."""
+        self.first_token_deadline_s = llm.first_token_deadline_s
+        if self.local is not None:
+            self.local.configure(llm)
+        if self.cloud_settings != cloud_settings(llm):
+            previous = self.cloud
+            self.set_cloud(OpenAiChat.from_config(llm), cloud_settings(llm))
+            log.info("LLM cloud endpoint now %s", llm.cloud_base_url or "none (local only)")
+            if previous is not None:
+                await previous.close()
 
     def close(self) -> None:
         """Stop the embedded model's process (the cloud client closes with its loop)."""
@@ -89,14 +100,18 @@ class LlmRouter:
             raise LlmError("no LLM available: the cloud is down and the local model is disabled")
         return self.local
 
-    async def stream(self, messages: list[Message], result: RouteResult) -> AsyncIterator[str]:
-        """Tokens for this turn; ``result`` is filled in as they come."""
+    async def stream(self, messages: list[Message]) -> AsyncIterator[LlmRouted | LlmToken]:
+        """This turn's answer: an ``LlmRouted`` saying who answers and why (a second one after a
+        failover), then the tokens.  Closing the stream closes the backend's stream."""
         backend, reason = self.choose()
-        result.request_t, result.backend, result.reason = time.monotonic(), backend.name, reason
+        yield LlmRouted(t=time.monotonic(), backend=backend.name, reason=reason)
         if backend is self.cloud:
+            produced = 0
             try:
-                async for token in self._with_deadline(backend.stream(messages), result):
-                    yield token
+                async with contextlib.aclosing(self._with_deadline(backend.stream(messages))) as tokens:
+                    async for text in tokens:
+                        produced += 1
+                        yield LlmToken(t=time.monotonic(), text=text, backend=backend.name)
                 self.breaker.record_success()
                 self.cloud_reachable = True
                 return
@@ -104,40 +119,28 @@ class LlmRouter:
                 self.breaker.record_failure(time.monotonic())
                 why = "missed first-token deadline" if isinstance(exc, TimeoutError) else str(exc)
                 log.warning("cloud LLM failed (%s); continuing on the local model", why)
-                result.failover_from, result.backend = "cloud", self._local().name
-                result.reason = f"failover: cloud {why}" + (f" after {result.tokens} tokens" if result.tokens else "")
-        async for token in self._count(self._local().stream(messages), result):
-            yield token
+                local = self._local()
+                yield LlmRouted(t=time.monotonic(), backend=local.name,
+                                reason=f"failover: cloud {why}" + (f" after {produced} tokens" if produced else ""))
+        backend = self._local()
+        async with contextlib.aclosing(backend.stream(messages)) as tokens:
+            async for text in tokens:
+                yield LlmToken(t=time.monotonic(), text=text, backend=backend.name)
 
-    async def _with_deadline(self, tokens: AsyncIterator[str], result: RouteResult) -> AsyncIterator[str]:
+    async def _with_deadline(self, tokens: AsyncIterator[str]) -> AsyncIterator[str]:
         """Raises TimeoutError (and closes the stream) if the first token is later than the deadline."""
         iterator = aiter(tokens)
         try:
-            deadline = result.request_t + self.first_token_deadline_s
-            first = await asyncio.wait_for(anext(iterator), timeout=max(0.0, deadline - time.monotonic()))
+            first = await asyncio.wait_for(anext(iterator), timeout=self.first_token_deadline_s)
         except StopAsyncIteration:
             return
         except BaseException:
             await iterator.aclose()
             raise
-        self._note(result)
         yield first
-        async for token in self._count(iterator, result):
-            yield token
-
-    async def _count(self, tokens: AsyncIterator[str], result: RouteResult) -> AsyncIterator[str]:
-        iterator = aiter(tokens)
-        try:
+        async with contextlib.aclosing(iterator):
             async for token in iterator:
-                self._note(result)
                 yield token
-        finally:
-            await iterator.aclose()
-
-    @staticmethod
-    def _note(result: RouteResult) -> None:
-        result.first_token_t = result.first_token_t or time.monotonic()
-        result.tokens += 1
 
     async def probe_forever(self, interval_s: float = 30.0, max_backoff_s: float = 120.0) -> None:
         """Background reachability probes: every ``interval_s`` while up, backing off while down;

@@ -1,8 +1,9 @@
-"""Assembles the daemon: config -> stages -> turn controller, on a microphone or on WAV files.
+"""The daemon: ``edgeagent run`` on a microphone and speaker (or WAV files), ``edgeagent converse``.
 
-``build_agent`` loads every model once (before READY), ``run_daemon`` is ``edgeagent run``,
-``converse_file`` is ``edgeagent converse``.  Stage construction lives here and nowhere else,
-so tests, benchmarks and the CLI all drive exactly the daemon's own wiring.
+Engines load once (before READY), the stages are wired over them, the fleet link (when enabled)
+talks to the voice loop through ``VoiceRemote``, and systemd hears READY, STATUS, WATCHDOG and
+STOPPING.  Everything the loop is made of comes from ``edgeagent.runtime.stages``, so tests,
+benchmarks and the CLI drive exactly the daemon's own wiring.
 """
 
 from __future__ import annotations
@@ -12,132 +13,32 @@ import dataclasses
 import logging
 import os
 import signal
-from typing import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from edgeagent.turn.controller import TurnController
-from edgeagent.audio.timeline import ClockedSink
-from edgeagent.audio.wav import WavSource
+from edgeagent.audio.output import open_audio_out
 from edgeagent.audio.pyaudio_io import PyAudioMicrophone
 from edgeagent.audio.resilient import ResilientSource
-from edgeagent.audio.echo import EchoReference, EchoTap
-from edgeagent.ear.bargein import create_barge_in
-from edgeagent.fleet.link import FleetLink
-from edgeagent.runtime.service import notify, watchdog_loop
-from edgeagent.runtime.remote import VoiceDevice
+from edgeagent.audio.timeline import ClockedSink
+from edgeagent.audio.wav import WavSource
 from edgeagent.config import Config
-from edgeagent.runtime.engine_guard import StartGuard, build_recognizer, build_synthesizer, build_voice_activity, build_wake
-from edgeagent.events import StateChanged, TranscriptPartial
-from edgeagent.llm.base import LlmError
-from edgeagent.llm.conversation import Conversation
-from edgeagent.llm.local import LocalLlm
-from edgeagent.llm.openai_client import OpenAiChat
-from edgeagent.llm.router import LlmRouter
-from edgeagent.modelstore import model_path
-from edgeagent.turn.reply import VoiceResponder
-from edgeagent.stt.streaming import StreamingTranscriber
-from edgeagent.audio.output import open_output
-from edgeagent.audio.playout import Speaker
-from edgeagent.ear.vad import create_endpointer
-from edgeagent.runtime.trace_sinks import JsonlTraceSink, LogTraceSink, TraceFanout, TraceSink
+from edgeagent.events import StateChanged
+from edgeagent.fleet.link import FleetLink
+from edgeagent.runtime.remote import VoiceRemote
+from edgeagent.runtime.service import notify, watchdog_loop
+from edgeagent.runtime.stages import Engines, load_engines, wire
+from edgeagent.runtime.trace_sinks import JsonlTraceSink, LogTraceSink, TraceSink
+from edgeagent.turn.controller import TurnController
 from edgeagent.turn.trace import TurnTrace
 
 log = logging.getLogger("edgeagent.runtime.daemon")
 
 
-@dataclass
-class Stages:
-    """Every model, loaded once at start-up (before the daemon reports READY)."""
-
-    wake: object
-    endpointer: object
-    transcriber: StreamingTranscriber
-    router: LlmRouter
-    conversation: Conversation
-    synthesizer: object
-    degraded: dict[str, str] = dataclasses.field(default_factory=dict)  # family -> fallback in use, and why
-
-    def close(self) -> None:
-        self.transcriber.shutdown()
-        self.transcriber.recognizer.close()
-        self.router.close()
-
-
-def build_router(config: Config, wait: bool = True) -> LlmRouter:
-    """Embedded model (unless disabled) plus the cloud endpoint (when configured).  With ``wait``
-    False the embedded model's process is still loading: ``LocalLlm.wait_ready`` before use."""
-    local = None
-    if config.llm.local_enabled:
-        path = Path(config.llm.local_model_path) if config.llm.local_model_path else \
-            model_path("llm/smollm2-135m-instruct-q4_1", config.models_dir)
-        local = LocalLlm(path, config.llm.max_tokens, config.llm.temperature, threads=config.llm.local_threads,
-                         system_prompt=config.llm.system_prompt, wait=wait)
-    return LlmRouter(local, OpenAiChat.from_config(config.llm), config.llm.first_token_deadline_s)
-
-
-def _wait_for_local_llm(router: LlmRouter, guard: StartGuard) -> None:
-    """The embedded model up, or noted as missing: a device still answers through the cloud (or apologises)."""
-    if router.local is None:
-        return
-    notify(f"EXTEND_TIMEOUT_USEC={int(guard.step_timeout_s * 1e6)}\nSTATUS=loading llm (local)")
-    try:
-        router.local.wait_ready()
-    except LlmError as exc:
-        log.error("embedded LLM unavailable: %s", exc)
-        guard.degraded["llm"] = f"local model failed to start ({exc}); cloud only"
-        router.local = None
-
-
-def load_stages(config: Config, guard: StartGuard | None = None) -> Stages:
-    """Every engine loaded and run once; the LLM's own process starts first, so it loads meanwhile.
-    An in-process engine that keeps crashing (or fails) at start is replaced by its fallback (``guard``)."""
-    guard = guard or StartGuard(config.state_dir)
-    router = build_router(config, wait=False)
-    try:
-        wake = guard.load(config, "wake", build_wake)
-        endpointer = create_endpointer(config, guard.load(config, "vad", build_voice_activity))
-        transcriber = StreamingTranscriber(guard.load(config, "stt", build_recognizer), on_partial=log_partial)
-        synthesizer = guard.load(config, "tts", build_synthesizer)
-        _wait_for_local_llm(router, guard)
-    except BaseException:
-        router.close()
-        raise
-    return Stages(wake=wake, endpointer=endpointer, transcriber=transcriber, router=router,
-                  conversation=Conversation(config.llm.system_prompt, config.llm.history_turns),
-                  synthesizer=synthesizer, degraded=dict(guard.degraded))
-
-
-def wire(config: Config, stages: Stages, sink, trace_sinks: list[TraceSink],
-         on_state: Callable[[StateChanged], None] = lambda change: None) -> TurnController:
-    """The turn controller over loaded stages, speaking into ``sink``."""
-    telemetry = TraceFanout(trace_sinks)
-    reference = EchoReference(sink.sample_rate)  # what the speaker played: the barge-in echo reference
-    speaker = Speaker(stages.synthesizer, EchoTap(sink, reference), frame_ms=config.audio.frame_ms,
-                      volume=config.audio.volume)
-    responder = VoiceResponder(stages.router, stages.conversation, speaker, device=sink)
-    controller = TurnController(
-        config,
-        wake=stages.wake,
-        endpointer=stages.endpointer,
-        transcriber=stages.transcriber,
-        responder=responder,
-        barge_in=create_barge_in(config, reference) if config.agent.barge_in_vad else None,
-        publish_trace=telemetry.publish_trace,
-        on_state=lambda change: (log_state(change), on_state(change)),
-        tick_speaker=getattr(sink, "tick", None),  # a file sink is clocked by the mic; a device by itself
-        silence_speaker=speaker.cancel,
-    )
-    responder.on_first_audio = controller.speaking_started
-    controller.telemetry = telemetry
-    return controller
-
-
 def default_trace_sinks(config: Config, extra_jsonl: Path | None = None) -> list[TraceSink]:
     jsonl = Path(config.telemetry.jsonl_path) if config.telemetry.jsonl_path else config.state_dir / "turns.jsonl"
-    sinks: list[TraceSink] = [JsonlTraceSink(jsonl, config.telemetry.include_text), LogTraceSink(config.telemetry.include_text)]
+    sinks: list[TraceSink] = [JsonlTraceSink(jsonl, config.telemetry.include_text),
+                              LogTraceSink(config.telemetry.include_text)]
     if extra_jsonl is not None:
-        sinks.append(JsonlTraceSink(extra_jsonl, include_text=True))  # the operator asked for this file explicitly
+        sinks.append(JsonlTraceSink(extra_jsonl, include_text=True, pinned=True))  # the operator asked for this file
     return sinks
 
 
@@ -152,33 +53,33 @@ async def converse_file(config: Config, input_wav: Path, output_wav: Path, realt
     """Run the real pipeline on a WAV and write the agent's voice time-aligned with it."""
     config = without_acoustic_echo(config)
     source = WavSource(input_wav, frame_ms=config.audio.frame_ms, realtime=realtime)
-    stages = await asyncio.to_thread(load_stages, config)
-    sink = ClockedSink(output_wav, frame_ms=config.audio.frame_ms)
-    controller = wire(config, stages, sink, default_trace_sinks(config, traces_path))
-    probes = asyncio.create_task(stages.router.probe_forever())
+    engines = await asyncio.to_thread(load_engines, config)
+    audio_out = ClockedSink(output_wav, frame_ms=config.audio.frame_ms)
+    stages = wire(config, engines, audio_out, default_trace_sinks(config, traces_path))
+    probes = asyncio.create_task(engines.router.probe_forever())
     try:
-        await controller.run(source.frames(), pace_replies=not realtime)
+        await stages.controller.run(source.frames(), pace_replies=not realtime)
     finally:
         probes.cancel()
-        controller.telemetry.close()
-        stages.close()
-        await sink.close()
-    return controller.finished
+        await stages.close()
+        engines.close()
+        await audio_out.close()
+    return stages.controller.finished
 
 
 async def run_daemon(config: Config, input_wav: Path | None = None, output_wav: Path | None = None) -> bool:
     """``edgeagent run``: until SIGTERM.  Returns True when a remote ``restart`` was asked for."""
-    device = link = None
+    remote = link = None
     if config.mqtt.enabled:
-        device = VoiceDevice(config)
-        link = FleetLink(config, device, on_config=device.apply_config)
+        remote = VoiceRemote(config)
+        link = FleetLink(config, remote, on_config=remote.apply_config)
         config = link.config  # local config plus the fleet's persisted desired config
     notify("STATUS=loading models")
-    stages = await asyncio.to_thread(load_stages, config)
+    engines = await asyncio.to_thread(load_engines, config)
     if input_wav is not None:
         config = without_acoustic_echo(config)
         source = WavSource(input_wav, frame_ms=config.audio.frame_ms, realtime=True)
-        sink = ClockedSink(output_wav or Path(os.devnull), config.audio.frame_ms)
+        audio_out = ClockedSink(output_wav or Path(os.devnull), config.audio.frame_ms)
     else:
         def audio_status(status: str) -> None:
             notify(f"STATUS={status}")
@@ -188,45 +89,45 @@ async def run_daemon(config: Config, input_wav: Path | None = None, output_wav: 
         source = ResilientSource(lambda: PyAudioMicrophone(config.audio.input_device, config.audio.frame_ms),
                                  on_status=audio_status, frame_ms=config.audio.frame_ms)
         await source.open()  # READY only once the microphone is really open
-        sink = open_output(config)
-    sinks = default_trace_sinks(config) + ([link] if link else [])
+        audio_out = open_audio_out(config)
 
     def state_changed(change: StateChanged) -> None:
-        notify(f"STATUS={ready_status(stages, change.new.value)}")
-        if link is not None and device is not None:
-            device._changed()
+        notify(f"STATUS={ready_status(engines, change.new.value)}")
+        if remote is not None:
+            remote.state_changed()
 
-    controller = wire(config, stages, sink, sinks, on_state=state_changed)
-    install_signal_handlers(controller)
-    background = [asyncio.create_task(stages.router.probe_forever()), asyncio.create_task(watchdog_loop())]
-    if link is not None and device is not None:
-        device.attach(link)
-        device.attach_controller(controller, stages)
+    stages = wire(config, engines, audio_out, default_trace_sinks(config) + ([link] if link else []),
+                  on_state=state_changed)
+    install_signal_handlers(stages.controller)
+    background = [asyncio.create_task(engines.router.probe_forever()), asyncio.create_task(watchdog_loop())]
+    if link is not None and remote is not None:
+        remote.device_state.attach(link)
+        remote.attach(stages)
         link.start()
-        background.append(asyncio.create_task(_stop_on(device.restart_requested, controller)))
-    notify(f"READY=1\nSTATUS={ready_status(stages)}")
+        background.append(asyncio.create_task(_stop_on(remote.device_state.restart_requested, stages.controller)))
+    notify(f"READY=1\nSTATUS={ready_status(engines)}")
     log.info("edgeagent ready (device %s)%s", config.device.id,
-             "".join(f"; {family}: {why}" for family, why in stages.degraded.items()))
+             "".join(f"; {family}: {why}" for family, why in engines.degraded.items()))
     try:
-        await controller.run(source.frames())
+        await stages.controller.run(source.frames())
     finally:
         notify("STOPPING=1")
         for task in background:
             task.cancel()
         await source.close()
-        await sink.close()
-        controller.telemetry.close()
+        await stages.close()
+        await audio_out.close()
         if link is not None:
             await link.stop()
-        stages.close()
-    return bool(device and device.restart_requested.is_set())
+        engines.close()
+    return bool(remote and remote.device_state.restart_requested.is_set())
 
 
-def ready_status(stages: Stages, state: str = "idle") -> str:
+def ready_status(engines: Engines, state: str = "idle") -> str:
     """systemd's STATUS line: the agent's state, and any engine running on its fallback."""
-    if not stages.degraded:
+    if not engines.degraded:
         return state
-    return f"{state} (degraded: " + "; ".join(f"{family}: {why}" for family, why in stages.degraded.items()) + ")"
+    return f"{state} (degraded: " + "; ".join(f"{family}: {why}" for family, why in engines.degraded.items()) + ")"
 
 
 async def _stop_on(event: asyncio.Event, controller: TurnController) -> None:
@@ -236,17 +137,10 @@ async def _stop_on(event: asyncio.Event, controller: TurnController) -> None:
 
 def install_signal_handlers(controller: TurnController) -> None:
     loop = asyncio.get_running_loop()
+
     def stop() -> None:
         notify("STOPPING=1")  # at once: systemd's stop timeout runs from here, the turn may still finish
         controller.stop()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop)
-
-
-def log_partial(partial: TranscriptPartial) -> None:
-    log.debug("partial: %s", partial.text)
-
-
-def log_state(change: StateChanged) -> None:
-    log.info("state %s -> %s (%s)", change.old.value, change.new.value, change.reason)

@@ -1,83 +1,101 @@
-"""Remote commands (fleet ``say``, ``mute``, ``volume``, ``listen``, ``cancel``, …) on the live voice loop.
+"""Fleet commands (``say``, ``mute``, ``volume``, ``listen``, ``cancel``, ``restart``, ...) and remote
+config acting on the running voice loop.
 
-Extends the fleet's stand-alone device (real mute/volume/config state) with the turn
-controller, so every command acts on the agent that is actually running.
+The device state the fleet sees (mute, volume, config in force) is the same ``DeviceState`` the
+stand-alone fleet device keeps; here the voice loop stands behind it, so every command acts on
+the agent that is actually running, and a valid remote config reaches the stages through
+``Stages.configure``.
 """
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from edgeagent.turn.controller import TurnController
+from edgeagent.config import Config
 from edgeagent.events import AgentState
 from edgeagent.fleet.control import CommandFailed
-from edgeagent.fleet.device import StandaloneDevice
+from edgeagent.fleet.device import DeviceState
 from edgeagent.fleet.remote_config import ConfigChange
-from edgeagent.runtime.live_config import apply_live
-
-if TYPE_CHECKING:
-    from edgeagent.runtime.daemon import Stages
+from edgeagent.runtime.stages import Stages
+from edgeagent.turn.controller import TurnController
 
 
-class VoiceDevice(StandaloneDevice):
-    controller: TurnController | None = None
-    stages: Stages | None = None
+class VoiceRemote:
+    """DeviceControl of the daemon: fleet commands on the turn controller and the speaker."""
 
-    def attach_controller(self, controller: TurnController, stages: Stages) -> None:
-        self.controller, self.stages = controller, stages
-        self._apply_audio()
+    def __init__(self, config: Config):
+        self.device_state = DeviceState(config, describe=self._describe)
+        self.stages: Stages | None = None
 
-    def _loop(self) -> TurnController:
-        if self.controller is None:
+    def attach(self, stages: Stages) -> None:
+        """The voice loop is up: it takes the fleet's mute and volume, and reports from now on."""
+        self.stages = stages
+        stages.controller.set_muted(self.device_state.muted)
+        stages.speaker.set_volume(self.device_state.volume)
+        self.device_state.publish()
+
+    def _describe(self) -> dict[str, Any]:
+        if self.stages is None:
+            return {"state": "starting", "voice_loop": False, "backend": None, "last_turn_ms": None, "degraded": {}}
+        controller = self.stages.controller
+        last = controller.finished[-1] if controller.finished else None
+        return {"state": controller.state.value, "voice_loop": True, "backend": last.llm_backend if last else None,
+                "last_turn_ms": last.ttfa_ms if last else None, "degraded": dict(self.stages.engines.degraded)}
+
+    def _controller(self) -> TurnController:
+        if self.stages is None:
             raise CommandFailed("the voice loop is still starting")
-        return self.controller
-
-    def _state_fields(self) -> dict[str, Any]:
-        controller = self.controller
-        last = controller.finished[-1] if controller and controller.finished else None
-        return {"state": controller.state.value if controller else "starting", "voice_loop": controller is not None,
-                "mute": self.muted, "volume": self.volume, "backend": last.llm_backend if last else None,
-                "last_turn_ms": last.ttfa_ms if last else None,
-                "degraded": dict(self.stages.degraded) if self.stages else {}}
-
-    def _apply_audio(self) -> None:
-        if self.controller is not None:
-            self.controller.muted = self.muted
-            self.controller.responder.speaker.volume = self.volume
-
-    def _changed(self) -> None:
-        self._apply_audio()
-        super()._changed()
+        return self.stages.controller
 
     async def say(self, text: str) -> dict[str, Any]:
-        if not self._loop().announce(text):
-            raise CommandFailed(f"busy: the agent is {self._loop().state.value}")
+        controller = self._controller()
+        if not controller.announce(text):
+            raise CommandFailed(f"busy: the agent is {controller.state.value}")
         return {"speaking": True}
 
     async def listen(self) -> dict[str, Any]:
-        controller = self._loop()
-        if controller.state != AgentState.IDLE or self.muted:
-            raise CommandFailed("muted" if self.muted else f"busy: the agent is {controller.state.value}")
+        controller = self._controller()
+        if controller.state != AgentState.IDLE or self.device_state.muted:
+            raise CommandFailed("muted" if self.device_state.muted else f"busy: the agent is {controller.state.value}")
         controller.listen()
         return {"listening": True}
 
     async def cancel(self) -> dict[str, Any]:
-        controller = self._loop()
+        controller = self._controller()
         if controller.turn is None:
             return {"cancelled": False, "reason": "no turn in progress"}
         controller.cancel()
         return {"cancelled": True}
 
+    async def set_mute(self, mute: bool) -> dict[str, Any]:
+        if self.stages is not None:
+            self.stages.controller.set_muted(mute)
+        return self.device_state.set_mute(mute)
+
+    async def set_volume(self, volume: float) -> dict[str, Any]:
+        if self.stages is not None:
+            self.stages.speaker.set_volume(volume)
+        return self.device_state.set_volume(volume)
+
+    async def restart(self) -> dict[str, Any]:
+        return self.device_state.restart()
+
     async def stats(self) -> dict[str, Any]:
-        controller = self._loop()
+        controller = self._controller()
         outcomes: dict[str, int] = {}
         for trace in controller.finished:
             outcomes[trace.outcome] = outcomes.get(trace.outcome, 0) + 1
-        return {"uptime_s": round(time.monotonic() - self._started, 1), "turns": len(controller.finished),
-                "outcomes": outcomes, "config_changes": self.config_changes, "voice_loop": True}
+        return {"uptime_s": self.device_state.uptime_s(), "turns": len(controller.finished), "outcomes": outcomes,
+                "config_changes": self.device_state.config_changes, "voice_loop": True}
+
+    async def state(self) -> dict[str, Any]:
+        return self.device_state.fields()
 
     async def apply_config(self, change: ConfigChange) -> None:
-        await super().apply_config(change)
-        if self.controller is not None and self.stages is not None:
-            await apply_live(change.config, self.controller, self.stages)
+        self.device_state.apply_config(change)
+        if self.stages is not None:
+            await self.stages.configure(change.config)
+
+    def state_changed(self) -> None:
+        """The agent changed state (idle, listening, ...): report it."""
+        self.device_state.publish()

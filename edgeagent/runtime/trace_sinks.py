@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
+from edgeagent.config import TelemetryConfig
 from edgeagent.turn.trace import TurnTrace
 
 log = logging.getLogger("edgeagent.turn.trace")
@@ -18,17 +19,27 @@ log = logging.getLogger("edgeagent.turn.trace")
 class TraceSink(Protocol):
     def publish_trace(self, trace: TurnTrace) -> None: ...
 
+    def configure(self, telemetry: TelemetryConfig) -> None:
+        """Live config: whether transcripts and replies go out (``include_text``)."""
+        ...
+
     def close(self) -> None: ...
 
 
 class JsonlTraceSink:
     """Appends one JSON object per turn; flushed per line so a crash loses at most the turn in flight."""
 
-    def __init__(self, path: str | Path, include_text: bool = False):
+    def __init__(self, path: str | Path, include_text: bool = False, pinned: bool = False):
+        """``pinned``: the operator chose ``include_text`` for this file; live config leaves it alone."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.include_text = include_text
+        self.pinned = pinned
         self._file = self.path.open("a", encoding="utf-8")
+
+    def configure(self, telemetry: TelemetryConfig) -> None:
+        if not self.pinned:
+            self.include_text = telemetry.include_text
 
     def publish_trace(self, trace: TurnTrace) -> None:
         self._file.write(json.dumps(trace.to_dict(self.include_text), separators=(",", ":")) + "\n")
@@ -43,6 +54,9 @@ class LogTraceSink:
 
     def __init__(self, include_text: bool = False):
         self.include_text = include_text
+
+    def configure(self, telemetry: TelemetryConfig) -> None:
+        self.include_text = telemetry.include_text
 
     def publish_trace(self, trace: TurnTrace) -> None:
         log.info(
@@ -69,8 +83,10 @@ class TraceFanout:
             except Exception:  # telemetry must never take the voice loop down
                 log.exception("trace sink %s failed", type(sink).__name__)
 
+    def configure(self, telemetry: TelemetryConfig) -> None:
+        for sink in self.sinks:
+            sink.configure(telemetry)
+
     def close(self) -> None:
         for sink in self.sinks:
-            close = getattr(sink, "close", None)  # the fleet link is stopped by its owner instead
-            if close is not None:
-                close()
+            sink.close()

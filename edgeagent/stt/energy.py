@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def frame_rms(samples: np.ndarray) -> float:
-    if len(samples) == 0:
-        return 0.0
-    return float(np.sqrt(np.mean(samples.astype(np.float32) ** 2)))
+from edgeagent.audio.level import rms
 
 
 class PauseTracker:
@@ -31,12 +27,12 @@ class PauseTracker:
 
     def update(self, samples: np.ndarray) -> bool:
         """Feed one frame; True when it is speech."""
-        rms = frame_rms(samples)
-        self.floor = rms if self.floor is None else min(self.floor * 1.001 + 1e-3, max(rms, 1.0))
+        level = rms(samples)
+        self.floor = level if self.floor is None else min(self.floor * 1.001 + 1e-3, max(level, 1.0))
         threshold = max(self.min_rms, self.peak_ratio * self.peak, self.floor_ratio * self.floor)
-        speech = rms > threshold
+        speech = level > threshold
         if speech:
-            self.peak = max(self.peak, rms)
+            self.peak = max(self.peak, level)
             self.heard_speech = True
             self.trailing_samples = 0
         else:

@@ -1,9 +1,11 @@
-"""The asyncio face of a blocking recognizer: frames in, partial events out, a final on demand.
+"""The asyncio face of a blocking recognizer: one utterance at a time, bracketed.
 
-Every call into the recognizer runs on ONE dedicated worker thread, in submission order, so
-the engine never sees concurrent calls and the event loop never waits on inference (``feed``
-only enqueues).  ``reset()`` (barge-in) bumps a generation number: work queued for the old
-utterance is skipped, and partials from it are never delivered.
+``start(preroll)`` opens an ``Utterance``; its ``audio(frame)`` queues frames, ``finish()`` gives
+the final transcript and ``cancel()`` drops it.  Every call into the recognizer runs on ONE
+dedicated worker thread, in submission order, so the engine never sees concurrent calls and the
+event loop never waits on inference (``audio`` only enqueues).  Each utterance has a generation
+number: work queued for one that was cancelled or replaced is skipped, and its partials are
+never delivered.
 """
 
 from __future__ import annotations
@@ -21,9 +23,49 @@ from edgeagent.events import TranscriptFinal, TranscriptPartial
 from edgeagent.stt.base import SAMPLE_RATE, Recognizer
 
 
+class Utterance:
+    """One utterance on the transcriber's worker; made by ``StreamingTranscriber.start``."""
+
+    def __init__(self, transcriber: StreamingTranscriber, generation: int):
+        self._transcriber = transcriber
+        self._generation = generation
+
+    @property
+    def current(self) -> bool:
+        return self._generation == self._transcriber._generation
+
+    def audio(self, frame: Frame | np.ndarray) -> None:
+        """Queue one frame (int16 mono at the transcriber's input rate); returns at once."""
+        if self.current:
+            self._transcriber._feed(frame, self._generation)
+
+    async def finish(self) -> TranscriptFinal:
+        """Wait for queued frames, end the utterance and return its final transcript ("" if it was cancelled)."""
+        engine = self._transcriber.recognizer.name
+        transcript = None
+        if self.current:
+            transcript = await asyncio.wrap_future(self._transcriber._submit(self._transcriber._finish_on_worker))
+        if transcript is None or not self.current:  # cancelled meanwhile
+            return TranscriptFinal(t=time.monotonic(), text="", confidence=None, engine=engine)
+        self._transcriber._generation += 1  # closed: nothing more belongs to it
+        return TranscriptFinal(t=time.monotonic(), text=transcript.text, confidence=transcript.confidence,
+                               engine=engine)
+
+    async def cancel(self) -> None:
+        """Drop the utterance and everything queued for it (no speech after all, a cancelled turn)."""
+        if self.current:
+            await self._transcriber._drop()
+
+    def settled_text(self) -> str | None:
+        """What the engine already knows the utterance says, if it decoded it during the pause
+        (whisper's speculation); None for engines without that, or while the talker goes on."""
+        settled = getattr(self._transcriber.recognizer, "settled_text", None)
+        return settled() if settled is not None and self.current else None
+
+
 class StreamingTranscriber:
-    """One utterance at a time: ``feed`` frames, partials go to ``on_partial``, ``await finish()``,
-    ``await reset()``.  Partials are delivered, not queued: nothing piles up in a daemon that runs for months."""
+    """Owns the recognizer's worker thread; partials go to ``on_partial`` (delivered, not queued:
+    nothing piles up in a daemon that runs for months)."""
 
     def __init__(self, recognizer: Recognizer, input_rate: int = SAMPLE_RATE,
                  on_partial: Callable[[TranscriptPartial], None] | None = None):
@@ -32,42 +74,16 @@ class StreamingTranscriber:
         self.on_partial = on_partial
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"stt-{recognizer.name}")
         self._generation = 0
-        self._open = False  # an utterance has been started on the worker
         self._resampler = StreamResampler(input_rate, SAMPLE_RATE)
 
-    # ------------------------------------------------------------ event-loop side
-
-    def feed(self, frame: Frame | np.ndarray) -> None:
-        """Queue one frame (int16 mono at ``input_rate``); returns at once."""
-        samples = frame.samples if isinstance(frame, Frame) else frame
-        if not self._open:
-            self._open = True
-            self._submit(self._start_on_worker)
-        future = self._submit(self._feed_on_worker, np.array(samples, dtype=np.int16, copy=True))
-        generation, loop = self._generation, asyncio.get_running_loop()
-        future.add_done_callback(lambda f: self._deliver(f, loop, generation))
-
-    async def finish(self) -> TranscriptFinal:
-        """Wait for queued frames, end the utterance and return its final transcript."""
-        generation = self._generation
-        self._open = False
-        transcript = await asyncio.wrap_future(self._submit(self._finish_on_worker))
-        if transcript is None or generation != self._generation:  # reset() raced with us
-            return TranscriptFinal(t=time.monotonic(), text="", confidence=None, engine=self.recognizer.name)
-        return TranscriptFinal(t=time.monotonic(), text=transcript.text, confidence=transcript.confidence,
-                               engine=self.recognizer.name)
-
-    def settled_text(self) -> str | None:
-        """What the engine already knows the utterance says, if it decoded it during the pause
-        (whisper's speculation); None for engines without that, or while the talker goes on."""
-        settled = getattr(self.recognizer, "settled_text", None)
-        return settled() if settled is not None and self._open else None
-
-    async def reset(self) -> None:
-        """Drop the current utterance and everything queued for it (barge-in, cancelled turn)."""
+    def start(self, preroll: np.ndarray | None = None) -> Utterance:
+        """Open an utterance (any open one is dropped), starting with ``preroll`` (the audio just before speech)."""
         self._generation += 1
-        self._open = False
-        await asyncio.wrap_future(self._executor.submit(self._reset_on_worker))
+        utterance = Utterance(self, self._generation)
+        self._submit(self._start_on_worker)
+        if preroll is not None and len(preroll):
+            utterance.audio(preroll)
+        return utterance
 
     def shutdown(self) -> None:
         """Synchronous stop for shutdown paths without a running loop: drop queued work, end the thread."""
@@ -79,6 +95,18 @@ class StreamingTranscriber:
         self._generation += 1
         await asyncio.wrap_future(self._executor.submit(self.recognizer.reset))
         self._executor.shutdown(wait=False)
+
+    # ------------------------------------------------------------ event-loop side
+
+    def _feed(self, frame: Frame | np.ndarray, generation: int) -> None:
+        samples = frame.samples if isinstance(frame, Frame) else frame
+        future = self._submit(self._feed_on_worker, np.array(samples, dtype=np.int16, copy=True))
+        loop = asyncio.get_running_loop()
+        future.add_done_callback(lambda f: self._deliver(f, loop, generation))
+
+    async def _drop(self) -> None:
+        self._generation += 1
+        await asyncio.wrap_future(self._executor.submit(self._reset_on_worker))
 
     def _submit(self, fn, *args):
         return self._executor.submit(self._guarded, self._generation, fn, *args)

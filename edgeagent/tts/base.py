@@ -6,6 +6,8 @@ from typing import Iterator, Protocol
 
 import numpy as np
 
+from edgeagent.config import TtsConfig
+
 
 class TtsError(RuntimeError):
     """A voice cannot be loaded or text cannot be synthesized; the message says why."""
@@ -19,6 +21,6 @@ class Synthesizer(Protocol):
         """int16 mono blocks at ``sample_rate``, yielded as soon as each is ready."""
         ...
 
-    def tune(self, length_scale: float, volume: float) -> None:
-        """Speaking rate and volume for the next synthesis (a live fleet config change)."""
+    def configure(self, tts: TtsConfig) -> None:
+        """Speaking rate and volume (``tts.length_scale``, ``tts.volume``) for the next synthesis (live config)."""
         ...

@@ -9,6 +9,7 @@ from typing import Iterator
 
 import numpy as np
 
+from edgeagent.config import TtsConfig
 from edgeagent.tts.base import TtsError
 
 ESPEAK_RATE = 22050
@@ -26,12 +27,15 @@ class EspeakSynthesizer:
         if self.binary is None:
             raise TtsError("espeak-ng is not installed (apt install espeak-ng)")
         self.voice = voice
-        self.tune(length_scale, volume)
+        self._tune(length_scale, volume)
         probe = subprocess.run(self.argv, input=b"", capture_output=True, timeout=10)
         if probe.returncode != 0:
             raise TtsError(f"espeak-ng voice {voice!r} unusable: {probe.stderr.decode(errors='replace').strip()}")
 
-    def tune(self, length_scale: float, volume: float) -> None:
+    def configure(self, tts: TtsConfig) -> None:
+        self._tune(tts.length_scale, tts.volume)
+
+    def _tune(self, length_scale: float, volume: float) -> None:
         self.argv = [self.binary, "-v", self.voice, "-s", str(round(BASE_WPM / length_scale)),
                      "-a", str(round(100 * volume)), "--stdout"]
 

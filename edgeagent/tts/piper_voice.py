@@ -11,6 +11,7 @@ from typing import Iterator
 
 import numpy as np
 
+from edgeagent.config import TtsConfig
 from edgeagent.tts.base import TtsError
 
 
@@ -39,10 +40,10 @@ class PiperSynthesizer:
         for _ in self.synthesize("Ready."):  # first inference allocates: pay it at start-up, not in turn one
             pass
 
-    def tune(self, length_scale: float, volume: float) -> None:
+    def configure(self, tts: TtsConfig) -> None:
         from piper import SynthesisConfig
 
-        self._config = SynthesisConfig(length_scale=length_scale, volume=volume)
+        self._config = SynthesisConfig(length_scale=tts.length_scale, volume=tts.volume)
 
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         for chunk in self._voice.synthesize(text, syn_config=self._config):

@@ -5,27 +5,37 @@
                        +------------------- barge-in ---------------------+
 
 The frame loop never waits on a model: wake, VAD and barge-in run inline (each well under a
-frame), STT is fed through its own worker thread, and the reply (LLM -> chunker -> TTS ->
-speaker) runs as the turn's task.  Barge-in cancels that task, which closes the LLM stream,
-stops synthesis and drops queued audio; the history keeps only what the user heard.
+frame), STT runs on its own worker thread, and the reply (LLM -> chunker -> TTS -> speaker)
+runs as the turn's task and reports what happens as events.  The controller is the only
+writer of a turn's trace: it folds those events in and publishes the trace once, after the
+turn has unwound, whatever ended it (answered, barge-in, remote cancel, error, shutdown).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Protocol
 
 from edgeagent.audio.frames import Frame
 from edgeagent.config import Config
+from edgeagent.ear.vad import Endpointer
+from edgeagent.ear.wake import WakeDetector
 from edgeagent.events import (
     AgentState,
     BargeIn,
+    ChunkQueued,
+    FirstAudio,
+    FirstSynth,
+    FirstToken,
+    Heard,
+    LlmRouted,
     NoSpeech,
-    PlaybackFinished,
+    ReplyDone,
+    ReplyEvent,
+    ReplyFailed,
     SpeechEnded,
     SpeechStarted,
     StateChanged,
@@ -34,59 +44,67 @@ from edgeagent.events import (
 )
 from edgeagent.turn.trace import TurnTrace, ms_between
 
-log = logging.getLogger("edgeagent.turn.controller")
+log = logging.getLogger("edgeagent.turn")
 
 APOLOGY = "Sorry, something went wrong. Please try again."
 STOP_DRAIN_S = 20.0  # how long a stopping daemon lets the turn in flight finish
 
 
-class Transcriber(Protocol):
-    """``edgeagent.stt.streaming.StreamingTranscriber``: feeding never blocks; the engine decodes
-    speculatively in trailing silence on its own worker thread."""
+class Utterance(Protocol):
+    """One utterance being transcribed (``edgeagent.stt.streaming.Utterance``)."""
 
-    def feed(self, frame) -> None: ...
+    def audio(self, frame: Frame) -> None: ...
 
     async def finish(self) -> TranscriptFinal: ...
 
-    async def reset(self) -> None: ...
+    async def cancel(self) -> None: ...
 
     def settled_text(self) -> str | None: ...
 
 
-class BargeInDetector(Protocol):
+class Transcriber(Protocol):
+    def start(self, preroll) -> Utterance: ...
+
+
+class Reply(Protocol):
+    """A reply in flight (``edgeagent.turn.reply.Reply``)."""
+
+    def events(self) -> AsyncIterator[ReplyEvent]: ...
+
+    def cancel(self) -> None: ...
+
+
+class Replier(Protocol):
+    def answer(self, user_text: str) -> Reply: ...
+
+    def announce(self, text: str) -> Reply: ...
+
+
+class Interruptions(Protocol):
+    """``edgeagent.ear.bargein.BargeInDetector``: fed every frame while the agent replies."""
+
     def start(self) -> None: ...
 
-    def process(self, mic: Frame) -> BargeIn | None: ...
-
-    def stop(self) -> None: ...
-
-
-class Responder(Protocol):
-    """LLM -> chunker -> TTS -> speaker for one turn; fills the trace; cancellable."""
-
-    async def respond(self, text: str, trace: TurnTrace, marks: "TurnMarks") -> PlaybackFinished: ...
-
-    async def say(self, text: str, marks: "TurnMarks") -> PlaybackFinished: ...
-
-
-@dataclass
-class TurnMarks:
-    """The controller's own monotonic timestamps of a turn (LLM and TTS stages time themselves)."""
-
-    speech_end_true: float | None = None  # when the user actually stopped (audio position mapped to the clock)
-    end_of_turn: float | None = None  # when the endpointer decided
-    first_audio: float | None = None
-    silenced: float | None = None
+    def process(self, frame: Frame) -> BargeIn | None: ...
 
 
 @dataclass
 class Turn:
     trace: TurnTrace
-    marks: TurnMarks = field(default_factory=TurnMarks)
-    task: asyncio.Task | None = None
-    transcript: str = ""
     follow_up: bool = False  # opened without a wake word
     announcement: bool = False  # remote `say`: spoken, not a conversation turn, no trace
+    task: asyncio.Task | None = None
+    utterance: Utterance | None = None
+    reply: Reply | None = None
+    transcript: str = ""
+    stopped: bool = False  # cancelled on purpose (barge-in, remote cancel): the trace already says why
+    # the controller's own monotonic readings, from which the trace's durations are computed
+    speech_end_true: float | None = None  # when the user actually stopped (audio position mapped to the clock)
+    end_of_turn: float | None = None  # when the endpointer decided
+    llm_request: float | None = None
+    first_token: float | None = None
+    first_chunk: float | None = None
+    first_audio: float | None = None
 
 
 class TurnController:
@@ -94,33 +112,39 @@ class TurnController:
         self,
         config: Config,
         *,
-        wake,
-        endpointer,
+        wake: WakeDetector,
+        endpointer: Endpointer,
         transcriber: Transcriber,
-        responder: Responder,
-        barge_in: BargeInDetector | None = None,
+        replier: Replier,
+        barge_in: Interruptions,
         publish_trace: Callable[[TurnTrace], None] = lambda trace: None,
         on_state: Callable[[StateChanged], None] = lambda change: None,
-        tick_speaker: Callable[[], object] | None = None,  # plays one frame on a mic-clocked (file) sink
-        silence_speaker: Callable[[], None] = lambda: None,
+        tick_speaker: Callable[[], object] | None = None,  # plays one frame on a mic-clocked (file) output
     ):
         self.config = config
         self.wake = wake
         self.endpointer = endpointer
         self.transcriber = transcriber
-        self.responder = responder
+        self.replier = replier
         self.barge_in = barge_in
         self.publish_trace = publish_trace
         self.on_state = on_state
         self.tick_speaker = tick_speaker
-        self.silence_speaker = silence_speaker
         self.state = AgentState.IDLE
         self.turn: Turn | None = None
         self.finished: list[TurnTrace] = []
         self.muted = False
         self._follow_up_pending = False
-        self._housekeeping: set[asyncio.Task] = set()
+        self._turns: set[asyncio.Task] = set()  # turns still unwinding (a barged-in reply) and housekeeping
         self._stopping = False
+
+    def configure(self, config: Config) -> None:
+        """Live config: the follow-up window and the barge-in look-back are read per turn."""
+        self.config = config
+
+    def set_muted(self, muted: bool) -> None:
+        """Muted: the wake word opens no turn (remote ``mute``)."""
+        self.muted = muted
 
     # ------------------------------------------------------------ public control
 
@@ -168,37 +192,29 @@ class TurnController:
             self.on_frame(Frame(silence, index, audio_s, time.monotonic()))
         if self.turn is not None:  # stuck past the limit: cancel rather than hang shutdown
             self._abandon_turn("shutdown")
-        if self._housekeeping:  # e.g. the STT reset of a closed follow-up window: done before stages close
-            await asyncio.gather(*self._housekeeping, return_exceptions=True)
+        if self._turns:  # barged-in replies still unwinding, STT resets: done before the stages close
+            await asyncio.gather(*self._turns, return_exceptions=True)
 
     def listen(self) -> None:
-        """Open a turn without the wake word (remote `listen` command, follow-up window)."""
+        """Open a turn without the wake word (remote `listen`, the follow-up window)."""
         if self.state == AgentState.IDLE:
             self._follow_up_pending = True  # opened on the next frame (the endpointer starts on a frame)
 
     def announce(self, text: str) -> bool:
         """Speak ``text`` now (remote `say`); False when a turn is in progress.  An open follow-up
         window in which nobody has spoken yet is not a turn in progress: the announcement closes it."""
-        if self.turn is not None and self.turn.follow_up and self.turn.task is None \
-                and not self.endpointer.state.in_speech:
+        turn = self.turn
+        if turn is not None and turn.follow_up and turn.task is None and not self.endpointer.state.in_speech:
             self.endpointer.end()
-            self._finish_turn_no_speech(self.turn)
+            self._close_listening(turn)
         if self.turn is not None or self.state != AgentState.IDLE:
             return False
         self._follow_up_pending = False  # the window would open on the next frame: the announcement replaces it
         turn = Turn(trace=TurnTrace(device_id=self.config.device.id), announcement=True)
         self.turn = turn
         self._set_state(AgentState.THINKING, "say")
-        turn.task = asyncio.get_running_loop().create_task(self._announce(turn, text), name="announce")
+        self._start(turn, self._announce(turn, text), "announce")
         return True
-
-    async def _announce(self, turn: Turn, text: str) -> None:
-        try:
-            await self.responder.say(text, turn.marks)
-        finally:
-            if self.turn is turn:
-                self.turn = None
-                self._set_state(AgentState.IDLE, "said")
 
     def cancel(self) -> None:
         """Stop whatever the agent is doing now and return to IDLE (remote `cancel`)."""
@@ -210,6 +226,12 @@ class TurnController:
     def on_frame(self, frame: Frame) -> None:
         if self.tick_speaker:
             self.tick_speaker()
+        if self.state in (AgentState.THINKING, AgentState.SPEAKING):  # talking over a reply, even before it starts
+            self.endpointer.process(frame)  # keeps the pre-roll current: a barge-in listens from before it fired
+            interruption = self.barge_in.process(frame)  # echo-cancelled: the wake detector and the VAD hear the user
+            if interruption is not None:
+                self._barge_in(interruption, frame)
+            return
         detections = self.wake.process(frame)  # always fed, so its streaming features stay continuous
         if self.state == AgentState.IDLE:
             if self._follow_up_pending:
@@ -219,39 +241,31 @@ class TurnController:
                 self._open_turn(detections[0], frame=frame)
         if self.state == AgentState.LISTENING:
             self._listen_frame(frame)
-            return
-        self.endpointer.process(frame)  # not listening: only keeps its pre-roll buffer current
-        if self.state in (AgentState.THINKING, AgentState.SPEAKING):  # talking over a reply, even before it starts
-            self._watch_for_barge_in(frame, stop_word=bool(detections) and self.state == AgentState.SPEAKING)
+        else:
+            self.endpointer.process(frame)  # not listening: only keeps its pre-roll buffer current
 
     def _listen_frame(self, frame: Frame) -> None:
         turn = self.turn
         assert turn is not None
-        events = self.endpointer.process(frame, settled_text=self.transcriber.settled_text)
-        if self.endpointer.state.in_speech and not events:
-            self.transcriber.feed(frame)
+        utterance = turn.utterance
+        events = self.endpointer.process(frame, settled_text=utterance.settled_text if utterance else None)
+        if utterance is not None and self.endpointer.state.in_speech and not events:
+            utterance.audio(frame)
         for event in events:
             if isinstance(event, SpeechStarted):
-                self.transcriber.feed(self.endpointer.preroll())  # the utterance starts with its pre-roll
+                turn.utterance = self.transcriber.start(self.endpointer.preroll())  # it starts with its pre-roll
             elif isinstance(event, SpeechEnded):
                 lag = frame.audio_s + frame.duration_s - event.audio_s
-                turn.marks.speech_end_true = event.t - max(0.0, lag)
-                turn.marks.end_of_turn = event.t
+                turn.speech_end_true = event.t - max(0.0, lag)
+                turn.end_of_turn = event.t
                 turn.trace.speech_ms = round(event.speech_ms, 1)
                 turn.trace.end_of_turn_reason = event.reason
                 self._set_state(AgentState.THINKING, event.reason)
-                turn.task = asyncio.get_running_loop().create_task(self._reply(turn), name=f"turn-{turn.trace.turn_id[:8]}")
+                self._start(turn, self._run_turn(turn), f"turn-{turn.trace.turn_id[:8]}")
                 return
             elif isinstance(event, NoSpeech):
-                self._finish_turn_no_speech(turn)
+                self._close_listening(turn)
                 return
-
-    def _watch_for_barge_in(self, frame: Frame, stop_word: bool) -> None:
-        event = BargeIn(t=time.monotonic(), source="stop_word") if stop_word else None
-        if event is None and self.barge_in is not None:
-            event = self.barge_in.process(frame)
-        if event is not None:
-            self._barge_in(event, frame)
 
     # ------------------------------------------------------------ turn lifecycle
 
@@ -265,49 +279,101 @@ class TurnController:
             self.endpointer.begin(frame, lookback_ms, self.config.agent.follow_up_s if follow_up else None)
         self._set_state(AgentState.LISTENING, "wake" if detection else "follow-up")
 
-    async def _reply(self, turn: Turn) -> None:
-        marks, trace = turn.marks, turn.trace
-        try:
-            final = await self.transcriber.finish()
-            trace.end_of_speech_to_final_ms = ms_between(marks.end_of_turn, final.t)
-            turn.transcript = final.text.strip()
-            trace.transcript = turn.transcript
-            if not turn.transcript:
-                trace.outcome = "no_speech"
-                return
-            await self.responder.respond(turn.transcript, trace, marks)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # one turn's failure never stops the loop
-            log.exception("turn %s failed", trace.turn_id[:8])
-            trace.outcome, trace.error = "error", f"{type(exc).__name__}: {exc}"
-            with contextlib.suppress(Exception):
-                await self.responder.say(APOLOGY, marks)
-        finally:
-            if self.turn is turn and not (turn.task and turn.task.cancelled()):
-                self._complete(turn)
+    def _start(self, turn: Turn, coroutine, name: str) -> None:
+        turn.task = asyncio.get_running_loop().create_task(coroutine, name=name)
+        self._keep(turn.task)
 
-    def _complete(self, turn: Turn) -> None:
-        """Normal end of a reply: publish, then open the follow-up window."""
+    async def _run_turn(self, turn: Turn) -> None:
+        """Transcript, reply, and whatever ended it: the trace is published once, after all of it unwound."""
+        trace = turn.trace
+        try:
+            try:
+                await self._answer(turn)
+            except Exception as exc:  # one turn's failure never stops the loop
+                log.exception("turn %s failed", trace.turn_id[:8])
+                trace.outcome, trace.error = "error", f"{type(exc).__name__}: {exc}"
+            if trace.outcome == "error" and not turn.stopped:  # it failed: say so rather than go quiet
+                await self._speak(turn, self.replier.announce(APOLOGY))
+        except asyncio.CancelledError:
+            if not turn.stopped:  # cancelled by nobody who said why: the daemon is shutting down
+                trace.outcome, trace.error = "error", "shutdown"
+            raise
+        finally:
+            self._end(turn)
+
+    async def _answer(self, turn: Turn) -> None:
+        trace = turn.trace
+        final = await turn.utterance.finish() if turn.utterance else None
+        trace.end_of_speech_to_final_ms = ms_between(turn.end_of_turn, final.t if final else None)
+        turn.transcript = trace.transcript = final.text.strip() if final else ""
+        if not turn.transcript:
+            trace.outcome = "no_speech"
+            return
+        turn.reply = self.replier.answer(turn.transcript)
+        async for event in turn.reply.events():
+            self._fold(turn, event)
+
+    async def _announce(self, turn: Turn, text: str) -> None:
+        try:
+            await self._speak(turn, self.replier.announce(text))
+        finally:
+            self._end(turn)
+
+    async def _speak(self, turn: Turn, reply: Reply) -> None:
+        """Play a reply that is not the answer (an apology, an announcement): only its audio counts."""
+        turn.reply = reply
+        async for event in reply.events():
+            if isinstance(event, FirstAudio):
+                self._first_audio(turn, event)
+
+    def _fold(self, turn: Turn, event: ReplyEvent) -> None:
+        """One reply event into the turn's trace."""
+        trace = turn.trace
+        if isinstance(event, LlmRouted):
+            turn.llm_request = turn.llm_request or event.t
+            trace.llm_backend, trace.llm_backend_reason = event.backend, event.reason  # a failover overrides
+        elif isinstance(event, FirstToken):
+            turn.first_token = event.t
+            trace.llm_ttft_ms = ms_between(turn.llm_request, event.t)
+        elif isinstance(event, ChunkQueued):
+            if turn.first_chunk is None:
+                turn.first_chunk = event.t
+                trace.chunk_wait_ms = ms_between(turn.first_token, event.t)
+        elif isinstance(event, FirstSynth):
+            trace.tts_first_chunk_ms = ms_between(turn.first_chunk, event.t)
+        elif isinstance(event, FirstAudio):
+            self._first_audio(turn, event)
+        elif isinstance(event, Heard):
+            trace.speak_ms, trace.heard_reply = event.played_ms, event.text
+        elif isinstance(event, ReplyDone):
+            trace.reply, trace.llm_tokens = event.text, event.tokens
+        elif isinstance(event, ReplyFailed):
+            trace.reply, trace.llm_tokens = event.text, event.tokens
+            trace.outcome, trace.error = "error", event.error
+
+    def _first_audio(self, turn: Turn, event: FirstAudio) -> None:
+        turn.first_audio = turn.first_audio or event.t
+        if self.turn is turn and self.state == AgentState.THINKING:
+            self._set_state(AgentState.SPEAKING, "first audio")
+
+    def _end(self, turn: Turn) -> None:
+        """The turn has unwound: publish its trace; if it is still the current one, back to IDLE
+        (and, after an answer, open the follow-up window)."""
         self._publish(turn)
+        if self.turn is not turn:  # barged in or abandoned: the controller has moved on already
+            return
         self.turn = None
-        self._set_state(AgentState.IDLE, turn.trace.outcome)
-        if turn.trace.outcome == "answered" and self.config.agent.follow_up_s > 0:
+        self._set_state(AgentState.IDLE, "said" if turn.announcement else turn.trace.outcome)
+        if turn.trace.outcome == "answered" and not turn.announcement and self.config.agent.follow_up_s > 0:
             self._follow_up_pending = True  # opened on the next frame (the endpointer starts on a frame)
 
     def _barge_in(self, event: BargeIn, frame: Frame) -> None:
         turn = self.turn
         assert turn is not None
-        self.silence_speaker()
-        turn.marks.silenced = time.monotonic()
-        turn.trace.barge_in = True
-        turn.trace.outcome = "barged_in"
-        turn.trace.barge_in_stop_ms = ms_between(event.t, turn.marks.silenced)
-        if turn.task:
-            turn.task.cancel()  # the responder fills the trace as it unwinds; publish after that
-            turn.task.add_done_callback(lambda _task: self._publish(turn))
-        else:
-            self._publish(turn)
+        self._stop(turn)
+        trace = turn.trace
+        trace.barge_in, trace.outcome = True, "barged_in"
+        trace.barge_in_stop_ms = ms_between(event.t, time.monotonic())
         self.turn = None
         self._set_state(AgentState.IDLE, f"barge-in ({event.source})")
         # the user is already talking: listen now, including what they said while we detected it
@@ -315,31 +381,48 @@ class TurnController:
                         lookback_ms=self.config.agent.barge_in_min_speech_ms + self.config.vad.preroll_ms)
 
     def _abandon_turn(self, reason: str) -> None:
+        """Remote cancel or shutdown: stop the turn now, publish once it has unwound."""
         turn = self.turn
         assert turn is not None
-        self.silence_speaker()
-        if turn.task:
-            turn.task.cancel()
-        self._background(self.transcriber.reset())
+        if turn.task is None:  # still listening: nothing to unwind
+            self.endpointer.end()
+            if not turn.follow_up or turn.utterance is not None:  # an empty follow-up window is no turn
+                turn.trace.outcome, turn.trace.error = "error", reason
+            self._close_listening(turn)
+            return
         turn.trace.outcome, turn.trace.error = "error", reason
-        self._publish(turn)
         self.turn = None
         self._set_state(AgentState.IDLE, reason)
+        self._stop(turn)
 
-    def _finish_turn_no_speech(self, turn: Turn) -> None:
-        self._background(self.transcriber.reset())
+    def _stop(self, turn: Turn) -> None:
+        """Silence and cancel what the turn is doing: its reply (which fades out within a frame and
+        reports what was heard) or, before a reply exists, its task."""
+        turn.stopped = True
+        if turn.reply is not None:
+            turn.reply.cancel()
+        elif turn.task is not None:
+            turn.task.cancel()
+
+    def _close_listening(self, turn: Turn) -> None:
+        """Nobody spoke, or the listening turn was closed from outside (its trace then says why): back
+        to IDLE.  A wake word without speech is a turn (``no_speech``); an unanswered follow-up window is not."""
+        if turn.utterance is not None:
+            self._keep(asyncio.get_running_loop().create_task(turn.utterance.cancel()))
         self.turn = None
-        self._set_state(AgentState.IDLE, "no speech")
-        if not turn.follow_up:  # an unanswered follow-up window is not a turn
+        self._set_state(AgentState.IDLE, turn.trace.error or "no speech")
+        if turn.trace.outcome != "error":
+            if turn.follow_up:
+                return
             turn.trace.outcome = "no_speech"
-            self._publish(turn)
+        self._publish(turn)
 
     def _publish(self, turn: Turn) -> None:
         if turn.announcement:
             return
-        m, trace = turn.marks, turn.trace
-        trace.ttfa_ms = ms_between(m.speech_end_true, m.first_audio)
-        trace.end_of_turn_ms = ms_between(m.speech_end_true, m.end_of_turn)
+        trace = turn.trace
+        trace.ttfa_ms = ms_between(turn.speech_end_true, turn.first_audio)
+        trace.end_of_turn_ms = ms_between(turn.speech_end_true, turn.end_of_turn)
         trace.transcript = turn.transcript or trace.transcript
         self.finished.append(trace)
         self.publish_trace(trace)
@@ -350,22 +433,13 @@ class TurnController:
         change = StateChanged(t=time.monotonic(), old=self.state, new=new, reason=reason)
         self.state = new
         self.wake.set_speaking(new == AgentState.SPEAKING)
-        if self.barge_in is not None:
-            replying = (AgentState.THINKING, AgentState.SPEAKING)
-            if new in replying and change.old not in replying:
-                self.barge_in.start()  # listening for an interruption from the end of the user's turn
-            elif new not in replying and change.old in replying:
-                self.barge_in.stop()
+        replying = (AgentState.THINKING, AgentState.SPEAKING)
+        if new in replying and change.old not in replying:
+            self.barge_in.start()  # listening for an interruption from the end of the user's turn
         log.debug("state %s -> %s (%s)", change.old.value, new.value, reason)
         self.on_state(change)
 
-    def _background(self, coroutine) -> None:
-        """Run housekeeping (an STT reset) without blocking the frame; keep a reference until done."""
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._housekeeping.add(task)
-        task.add_done_callback(self._housekeeping.discard)
-
-    def speaking_started(self) -> None:
-        """The responder calls this when the first reply audio reaches the speaker."""
-        if self.state == AgentState.THINKING:
-            self._set_state(AgentState.SPEAKING, "first audio")
+    def _keep(self, task: asyncio.Task) -> None:
+        """Hold a reference until it is done (turns unwinding after a barge-in, STT housekeeping)."""
+        self._turns.add(task)
+        task.add_done_callback(self._turns.discard)

@@ -1,86 +1,116 @@
-"""One reply: LLM tokens -> sentence chunks -> streaming TTS -> speaker, filling the trace.
+"""One reply: LLM tokens -> sentence chunks -> streaming TTS -> speaker, reported as events.
 
-Everything is a pipeline of async iterators inside the turn's task, so cancelling that task
-(barge-in) closes the LLM stream, stops synthesis and leaves the speaker to be cleared; the
-conversation then records only the part of the reply the user heard.
+A ``Reply`` is the turn's cancellation scope for everything after the transcript: its task
+runs the pipeline of async iterators, and ``cancel()`` (barge-in, a remote cancel) fades the
+speaker out at once, then cancels the task, which closes the LLM stream (llama.cpp stops at the
+next token, the HTTP stream is closed) and stops synthesis.  Whatever ended it, the reply then
+reports what was heard and ends with exactly one ``ReplyDone`` or ``ReplyFailed``; the
+conversation records only the part the user heard.  The controller folds the events into the
+turn's trace; nothing here writes a trace.
 """
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Callable
+import asyncio
+import contextlib
+from typing import AsyncIterator, Awaitable, Callable
 
-from edgeagent.events import PlaybackFinished
-from edgeagent.llm.conversation import Conversation
-from edgeagent.llm.router import LlmRouter, RouteResult
-from edgeagent.turn.trace import TurnTrace, ms_between
-from edgeagent.tts.chunker import SentenceChunker
 from edgeagent.audio.playout import Speaker
+from edgeagent.events import Event, FirstToken, Heard, LlmRouted, ReplyDone, ReplyEvent, ReplyFailed
+from edgeagent.llm.conversation import Conversation
+from edgeagent.llm.router import LlmRouter
+from edgeagent.tts.chunker import SentenceChunker
+
+Emit = Callable[[Event], None]
 
 
-class VoiceResponder:
-    """``device`` is the sink that really plays (it reports when the first sample is heard);
-    the speaker may write to it through a tap that records the echo reference."""
+class Reply:
+    """A reply in flight: ``events()`` in order, ending with ReplyDone or ReplyFailed; ``cancel()``."""
 
-    def __init__(self, router: LlmRouter, conversation: Conversation, speaker: Speaker, device,
-                 on_first_audio: Callable[[], None] = lambda: None):
+    def __init__(self, produce: Callable[[Emit], Awaitable[None]], silence: Callable[[], None], name: str):
+        self._queue: asyncio.Queue[ReplyEvent] = asyncio.Queue()
+        self._silence = silence
+        self._task = asyncio.get_running_loop().create_task(produce(self._queue.put_nowait), name=name)
+
+    def cancel(self) -> None:
+        """Stop now: silent within a frame; the events still end with what was heard."""
+        if not self._task.done():
+            self._silence()
+            self._task.cancel()
+
+    async def events(self) -> AsyncIterator[ReplyEvent]:
+        try:
+            while True:
+                event = await self._queue.get()
+                yield event
+                if isinstance(event, (ReplyDone, ReplyFailed)):
+                    return
+        finally:  # the consumer went away (its own task was cancelled): so does the reply
+            self.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+class ReplyPipeline:
+    """Makes replies: ``answer`` (through the LLM, into the conversation) and ``announce`` (fixed text)."""
+
+    def __init__(self, router: LlmRouter, conversation: Conversation, speaker: Speaker):
         self.router = router
         self.conversation = conversation
         self.speaker = speaker
-        self.device = device
-        self.on_first_audio = on_first_audio
 
-    async def respond(self, text: str, trace: TurnTrace, marks) -> PlaybackFinished:
-        route = RouteResult()
-        reply: list[str] = []
-        chunks = self._chunks(self.router.stream(self.conversation.messages_for(text), route), reply)
-        heard: PlaybackFinished | None = None
-        try:
-            heard = await self._speak(chunks, marks)
-            return heard
-        finally:  # also on barge-in and errors: close the LLM stream, remember what was heard
-            await chunks.aclose()
-            heard = heard or self.speaker.heard()
-            self.conversation.record(text, heard.played_text, interrupted=heard.cancelled)
-            self._fill(trace, route, "".join(reply), heard)
+    def answer(self, user_text: str) -> Reply:
+        return Reply(lambda emit: self._answer(user_text, emit), self.speaker.cancel, "reply")
 
-    async def say(self, text: str, marks) -> PlaybackFinished:
-        """Speak fixed text (apology, remote `say`) without the LLM."""
-        return await self._speak(_one(text), marks)
+    def announce(self, text: str) -> Reply:
+        """Speak fixed text (an apology, a remote ``say``) without the LLM or the conversation."""
+        return Reply(lambda emit: self._announce(text, emit), self.speaker.cancel, "announce")
 
-    async def _speak(self, chunks: AsyncIterator[str], marks) -> PlaybackFinished:
-        self.device.on_first_play = self._first_audio(marks)
-        return await self.speaker.speak(chunks)
+    async def _answer(self, user_text: str, emit: Emit) -> None:
+        generated: list[str] = []
+        await self._play(self._chunks(self.conversation.messages_for(user_text), generated, emit), emit,
+                         made=lambda: ("".join(generated).strip(), len(generated)),
+                         on_heard=lambda heard: self.conversation.record(user_text, heard.text, heard.cancelled))
 
-    async def _chunks(self, tokens: AsyncIterator[str], reply: list[str]) -> AsyncIterator[str]:
+    async def _announce(self, text: str, emit: Emit) -> None:
+        async def one() -> AsyncIterator[str]:
+            yield text
+
+        await self._play(one(), emit, made=lambda: (text, 0))
+
+    async def _chunks(self, messages, generated: list[str], emit: Emit) -> AsyncIterator[str]:
         chunker = SentenceChunker()
-        try:
-            async for token in tokens:
-                reply.append(token)
-                for chunk in chunker.push(token):
+        async with contextlib.aclosing(self.router.stream(messages)) as stream:  # closed at once on cancel
+            async for event in stream:
+                if isinstance(event, LlmRouted):
+                    emit(event)
+                    continue
+                if not generated:
+                    emit(FirstToken(t=event.t, backend=event.backend))
+                generated.append(event.text)
+                for chunk in chunker.push(event.text):
                     yield chunk
-            for chunk in chunker.flush():
-                yield chunk
-        finally:
-            await tokens.aclose()  # barge-in: close the HTTP stream / stop llama.cpp now
+        for chunk in chunker.flush():
+            yield chunk
 
-    def _first_audio(self, marks) -> Callable[[float], None]:
-        def started(t: float) -> None:
-            marks.first_audio = marks.first_audio or t
-            self.on_first_audio()
+    async def _play(self, chunks: AsyncIterator[str], emit: Emit, made: Callable[[], tuple[str, int]],
+                    on_heard: Callable[[Heard], None] = lambda heard: None) -> None:
+        """Speak ``chunks``; however that ends, report Heard and then ReplyDone or ReplyFailed.
+        ``made()`` is the text generated so far and its token count."""
+        failure = None
+        try:
+            heard = await self.speaker.speak(chunks, emit)
+        except asyncio.CancelledError:
+            self._report(emit, self.speaker.heard(), made, on_heard, cancelled=True)
+            raise
+        except Exception as exc:  # reported, not raised: the controller decides what the user hears next
+            heard, failure = self.speaker.heard(), f"{type(exc).__name__}: {exc}"
+        self._report(emit, heard, made, on_heard, failure=failure)
 
-        return started
-
-    def _fill(self, trace: TurnTrace, route: RouteResult, reply: str, heard: PlaybackFinished) -> None:
-        times = self.speaker.times
-        trace.llm_backend, trace.llm_backend_reason = route.backend, route.reason
-        trace.llm_ttft_ms = ms_between(route.request_t, route.first_token_t)
-        trace.llm_tokens = route.tokens
-        trace.chunk_wait_ms = ms_between(route.first_token_t, times.first_chunk_t)
-        trace.tts_first_chunk_ms = ms_between(times.first_chunk_t, times.first_synth_t)
-        trace.speak_ms = heard.played_ms
-        trace.reply = reply.strip()
-        trace.heard_reply = heard.played_text
-
-
-async def _one(text: str) -> AsyncIterator[str]:
-    yield text
+    @staticmethod
+    def _report(emit: Emit, heard: Heard, made: Callable[[], tuple[str, int]], on_heard: Callable[[Heard], None],
+                cancelled: bool = False, failure: str | None = None) -> None:
+        on_heard(heard)
+        emit(heard)
+        text, tokens = made()
+        emit(ReplyFailed(t=heard.t, error=failure, text=text, tokens=tokens) if failure is not None
+             else ReplyDone(t=heard.t, text=text, tokens=tokens, cancelled=cancelled))

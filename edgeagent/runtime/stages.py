@@ -1,0 +1,171 @@
+"""The voice loop assembled: engines loaded once, stages wired over them, live config pushed in.
+
+``load_engines`` loads every model once, before READY (the slow part).  ``wire`` builds the
+stages that use them for one audio output: endpointer, transcriber, conversation, speaker, reply
+pipeline, barge-in detector, telemetry and the turn controller.  ``Stages.configure`` is the one
+way a live config change reaches them: each stage takes its own section.  Tests, benchmarks and
+the CLI drive exactly this wiring.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from edgeagent.audio.base import AudioOut
+from edgeagent.audio.echo import EchoReference, EchoTap
+from edgeagent.audio.playout import Speaker
+from edgeagent.audio.timeline import ClockedSink
+from edgeagent.config import Config, secret_values
+from edgeagent.ear.bargein import BargeInDetector, create_barge_in
+from edgeagent.ear.vad import SilenceEndpointer, VoiceActivity, create_endpointer
+from edgeagent.ear.wake import WakeDetector
+from edgeagent.events import StateChanged, TranscriptPartial
+from edgeagent.llm.base import LlmError
+from edgeagent.llm.conversation import Conversation
+from edgeagent.llm.local import LocalLlm
+from edgeagent.llm.openai_client import OpenAiChat
+from edgeagent.llm.router import LlmRouter, cloud_settings
+from edgeagent.logsetup import redact_secrets
+from edgeagent.modelstore import model_path
+from edgeagent.runtime.engine_guard import StartGuard, build_recognizer, build_synthesizer, build_voice_activity, build_wake
+from edgeagent.runtime.service import notify
+from edgeagent.runtime.trace_sinks import TraceFanout, TraceSink
+from edgeagent.stt.base import Recognizer
+from edgeagent.stt.streaming import StreamingTranscriber
+from edgeagent.tts.base import Synthesizer
+from edgeagent.turn.controller import TurnController
+from edgeagent.turn.reply import ReplyPipeline
+
+log = logging.getLogger("edgeagent.runtime")
+
+
+@dataclass
+class Engines:
+    """Every model, loaded and run once at start-up (before the daemon reports READY)."""
+
+    wake: WakeDetector
+    activity: VoiceActivity
+    recognizer: Recognizer
+    router: LlmRouter
+    synthesizer: Synthesizer
+    degraded: dict[str, str] = field(default_factory=dict)  # family -> the fallback in use, and why
+
+    def close(self) -> None:
+        self.recognizer.close()
+        self.router.close()
+
+
+def build_router(config: Config, wait: bool = True) -> LlmRouter:
+    """Embedded model (unless disabled) plus the cloud endpoint (when configured).  With ``wait``
+    False the embedded model's process is still loading: ``LocalLlm.wait_ready`` before use."""
+    local = None
+    if config.llm.local_enabled:
+        path = Path(config.llm.local_model_path) if config.llm.local_model_path else \
+            model_path("llm/smollm2-135m-instruct-q4_1", config.models_dir)
+        local = LocalLlm(path, config.llm.max_tokens, config.llm.temperature, threads=config.llm.local_threads,
+                         system_prompt=config.llm.system_prompt, wait=wait)
+    return LlmRouter(local, OpenAiChat.from_config(config.llm), config.llm.first_token_deadline_s,
+                     cloud_settings=cloud_settings(config.llm))
+
+
+def load_engines(config: Config, guard: StartGuard | None = None) -> Engines:
+    """Every engine loaded and run once; the LLM's own process starts first, so it loads meanwhile.
+    An in-process engine that keeps crashing (or fails) at start is replaced by its fallback (``guard``)."""
+    guard = guard or StartGuard(config.state_dir)
+    router = build_router(config, wait=False)
+    try:
+        wake = guard.load(config, "wake", build_wake)
+        activity = guard.load(config, "vad", build_voice_activity)
+        recognizer = guard.load(config, "stt", build_recognizer)
+        synthesizer = guard.load(config, "tts", build_synthesizer)
+        _wait_for_local_llm(router, guard)
+    except BaseException:
+        router.close()
+        raise
+    return Engines(wake, activity, recognizer, router, synthesizer, degraded=dict(guard.degraded))
+
+
+def _wait_for_local_llm(router: LlmRouter, guard: StartGuard) -> None:
+    """The embedded model up, or noted as missing: a device still answers through the cloud (or apologises)."""
+    if router.local is None:
+        return
+    notify(f"EXTEND_TIMEOUT_USEC={int(guard.step_timeout_s * 1e6)}\nSTATUS=loading llm (local)")
+    try:
+        router.local.wait_ready()
+    except LlmError as exc:
+        log.error("embedded LLM unavailable: %s", exc)
+        guard.degraded["llm"] = f"local model failed to start ({exc}); cloud only"
+        router.local = None
+
+
+@dataclass
+class Stages:
+    """The wired voice loop over loaded engines, speaking into one audio output."""
+
+    config: Config
+    engines: Engines
+    endpointer: SilenceEndpointer
+    transcriber: StreamingTranscriber
+    conversation: Conversation
+    speaker: Speaker
+    replier: ReplyPipeline
+    barge_in: BargeInDetector
+    telemetry: TraceFanout
+    controller: TurnController
+
+    async def configure(self, config: Config) -> None:
+        """A valid live config change: each stage takes its own section, from the next frame or turn on."""
+        new_secrets = set(secret_values(config)) - set(secret_values(self.config))
+        if new_secrets:  # a new API key is scrubbed from logs before anything can log it
+            redact_secrets(sorted(new_secrets))
+        self.config = config
+        self.controller.configure(config)
+        self.engines.wake.configure(config.wake)
+        self.endpointer.configure(config.vad)
+        await self.engines.router.configure(config.llm)
+        self.conversation.configure(config.llm)
+        self.engines.synthesizer.configure(config.tts)
+        self.speaker.configure(config.audio)
+        self.barge_in.configure(config.agent)
+        self.telemetry.configure(config.telemetry)
+        logging.getLogger().setLevel(config.log.level.upper())
+
+    async def close(self) -> None:
+        """The stages' own threads and files; the engines stay loaded (whoever loaded them closes them)."""
+        self.telemetry.close()
+        self.transcriber.shutdown()
+        await self.speaker.close()
+
+
+def wire(config: Config, engines: Engines, audio_out: AudioOut, trace_sinks: list[TraceSink],
+         on_state: Callable[[StateChanged], None] = lambda change: None) -> Stages:
+    """The voice loop over loaded engines, speaking into ``audio_out``."""
+    telemetry = TraceFanout(trace_sinks)
+    reference = EchoReference(audio_out.sample_rate)  # what the speaker played: the barge-in echo reference
+    speaker = Speaker(engines.synthesizer, EchoTap(audio_out, reference), frame_ms=config.audio.frame_ms,
+                      volume=config.audio.volume)
+    conversation = Conversation(config.llm.system_prompt, config.llm.history_turns)
+    endpointer = create_endpointer(config, engines.activity)
+    transcriber = StreamingTranscriber(engines.recognizer, on_partial=log_partial)
+    replier = ReplyPipeline(engines.router, conversation, speaker)
+    barge_in = create_barge_in(config, reference, engines.wake)
+    tick = audio_out.tick if isinstance(audio_out, ClockedSink) else None  # a file is clocked by the mic, a device by itself
+    controller = TurnController(
+        config, wake=engines.wake, endpointer=endpointer, transcriber=transcriber, replier=replier,
+        barge_in=barge_in, publish_trace=telemetry.publish_trace,
+        on_state=lambda change: (log_state(change), on_state(change)), tick_speaker=tick,
+    )
+    return Stages(config, engines, endpointer, transcriber, conversation, speaker, replier, barge_in, telemetry,
+                  controller)
+
+
+def log_partial(partial: TranscriptPartial) -> None:
+    log.debug("partial: %s", partial.text)
+
+
+def log_state(change: StateChanged) -> None:
+    log.info("state %s -> %s (%s)", change.old.value, change.new.value, change.reason)
+

@@ -1,0 +1,293 @@
+"""The turn controller's state machine on its own, with scripted stages.
+
+Each row scripts what the stages do on which frame (wake word, speech start and end, what STT
+hears, how the reply goes, a barge-in, a remote cancel or a shutdown) and states the states the
+controller must pass through and the trace it must publish: exactly one per turn, complete,
+published after the turn unwound.  The reply side uses the real ``Reply`` scope; only what it
+reports is scripted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from edgeagent.audio.frames import Frame
+from edgeagent.config import load_config
+from edgeagent.ear.vad import EndpointState
+from edgeagent.events import (AgentState, BargeIn, ChunkQueued, FirstAudio, FirstSynth, FirstToken, Heard, LlmRouted,
+                              NoSpeech, ReplyDone, ReplyFailed, SpeechEnded, SpeechStarted, TranscriptFinal,
+                              WakeDetected)
+from edgeagent.turn.controller import APOLOGY, TurnController
+from edgeagent.turn.reply import Reply
+
+FRAME_S = 0.02  # audio per frame; frames are fed 4x faster than real time
+
+
+@dataclass
+class Script:
+    wake_at: tuple[int, ...] = ()  # frames on which the wake word fires
+    speech: tuple[int, int] | None = None  # (start frame, end frame) the endpointer reports
+    no_speech_at: int | None = None
+    heard: str = "what time is it"  # the final transcript ("" = nothing recognised)
+    stt_fails: bool = False
+    stt_s: float = 0.01  # how long the final transcript takes
+    reply: str = "answer"  # answer | fail
+    speak_s: float = 0.3  # how long the answer plays once it starts
+    barge_in_at: int | None = None
+    cancel_at: int | None = None  # remote cancel
+    stop_at: int | None = None  # SIGTERM
+    muted: bool = False
+    frames: int = 80
+
+
+class ScriptedWake:
+    def __init__(self, script: Script):
+        self.script, self.speaking = script, False
+
+    def process(self, frame: Frame) -> list[WakeDetected]:
+        return [WakeDetected(t=frame.t, word="okay_nabu", score=0.9)] if frame.index in self.script.wake_at else []
+
+    def set_speaking(self, speaking: bool) -> None:
+        self.speaking = speaking
+
+    def reset(self) -> None:
+        pass
+
+    def configure(self, wake) -> None:
+        pass
+
+
+class ScriptedEndpointer:
+    def __init__(self, script: Script):
+        self.script, self.active = script, False
+        self.state = EndpointState(False, 0.0, 0.0, 0.0)
+
+    def begin(self, frame, lookback_ms=0, no_speech_timeout_s=None) -> None:
+        self.active = True
+        self.no_speech_at = frame.index + round((no_speech_timeout_s or 1.0) / FRAME_S)
+
+    def end(self) -> None:
+        self.active = False
+
+    def preroll(self) -> np.ndarray:
+        return np.zeros(0, np.int16)
+
+    def configure(self, vad) -> None:
+        pass
+
+    def process(self, frame: Frame, settled_text=None):
+        if not self.active:
+            return []
+        start, end = self.script.speech or (-1, -1)
+        if frame.index == start:
+            self.state = EndpointState(True, 0.0, 0.0, 0.0)
+            return [SpeechStarted(t=frame.t, audio_s=frame.audio_s)]
+        if frame.index == end:
+            self.active, self.state = False, EndpointState(False, 0.0, 0.0, 0.0)
+            return [SpeechEnded(t=frame.t, audio_s=frame.audio_s, speech_ms=(end - start) * 20.0)]
+        if frame.index == self.script.no_speech_at or (not self.state.in_speech and frame.index >= self.no_speech_at):
+            self.active = False
+            return [NoSpeech(t=frame.t)]
+        return []
+
+
+class ScriptedUtterance:
+    def __init__(self, script: Script):
+        self.script, self.cancelled = script, False
+
+    def audio(self, frame) -> None:
+        pass
+
+    async def finish(self) -> TranscriptFinal:
+        await asyncio.sleep(self.script.stt_s)
+        if self.script.stt_fails:
+            raise RuntimeError("decoder exploded")
+        return TranscriptFinal(t=asyncio.get_running_loop().time(), text=self.script.heard)
+
+    async def cancel(self) -> None:
+        self.cancelled = True
+
+    def settled_text(self):
+        return None
+
+
+class ScriptedTranscriber:
+    def __init__(self, script: Script):
+        self.script = script
+
+    def start(self, preroll=None) -> ScriptedUtterance:
+        return ScriptedUtterance(self.script)
+
+
+class ScriptedReplier:
+    """Replies in the real ``Reply`` scope; the events are what a real pipeline reports, in order."""
+
+    def __init__(self, script: Script):
+        self.script = script
+        self.announced: list[str] = []
+
+    def answer(self, user_text: str) -> Reply:
+        return Reply(self._answer, silence=lambda: None, name="scripted")
+
+    def announce(self, text: str) -> Reply:
+        self.announced.append(text)
+        return Reply(self._announce, silence=lambda: None, name="scripted-announce")
+
+    async def _answer(self, emit) -> None:
+        now = asyncio.get_running_loop().time
+        emit(LlmRouted(t=now(), backend="local", reason="scripted"))
+        if self.script.reply == "fail":
+            emit(Heard(t=now(), text="", played_ms=0.0, cancelled=False))
+            emit(ReplyFailed(t=now(), error="LlmError: no LLM available"))
+            return
+        played = 0.0
+        try:
+            await asyncio.sleep(0.01)
+            emit(FirstToken(t=now(), backend="local"))
+            emit(ChunkQueued(t=now(), text="It is noon.", index=0))
+            await asyncio.sleep(0.01)
+            emit(FirstSynth(t=now()))
+            emit(FirstAudio(t=now()))
+            started = now()
+            try:
+                await asyncio.sleep(self.script.speak_s)
+            finally:
+                played = (now() - started) * 1000
+        except asyncio.CancelledError:
+            emit(Heard(t=now(), text="It is", played_ms=played, cancelled=True))
+            emit(ReplyDone(t=now(), text="It is noon.", tokens=4, cancelled=True))
+            raise
+        emit(Heard(t=now(), text="It is noon.", played_ms=played, cancelled=False))
+        emit(ReplyDone(t=now(), text="It is noon.", tokens=4))
+
+    async def _announce(self, emit) -> None:
+        emit(FirstAudio(t=asyncio.get_running_loop().time()))
+        await asyncio.sleep(0.05)
+        emit(Heard(t=0.0, text=self.announced[-1], played_ms=50.0, cancelled=False))
+        emit(ReplyDone(t=0.0, text=self.announced[-1], tokens=0))
+
+
+class ScriptedBargeIn:
+    def __init__(self, script: Script):
+        self.script, self.started = script, 0
+
+    def start(self) -> None:
+        self.started += 1
+
+    def process(self, frame: Frame):
+        return BargeIn(t=frame.t, source="vad") if frame.index == self.script.barge_in_at else None
+
+
+def run(script: Script, follow_up_s: float = 0.0, before=lambda controller: None):
+    """Feed the script's frames; ``before(controller)`` runs on the loop first.  (controller, states, traces, replier)"""
+    config = load_config(env={})
+    config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, follow_up_s=follow_up_s))
+    states, traces = [], []
+    replier = ScriptedReplier(script)
+    controller = TurnController(
+        config, wake=ScriptedWake(script), endpointer=ScriptedEndpointer(script),
+        transcriber=ScriptedTranscriber(script), replier=replier, barge_in=ScriptedBargeIn(script),
+        publish_trace=traces.append, on_state=lambda change: states.append(change.new.value))
+    controller.set_muted(script.muted)
+
+    async def frames():
+        loop = asyncio.get_running_loop()
+        for index in range(script.frames):
+            if index == script.cancel_at:
+                controller.cancel()
+            if index == script.stop_at:
+                controller.stop()
+            yield Frame(np.zeros(320, np.int16), index, index * FRAME_S, loop.time())
+            await asyncio.sleep(FRAME_S / 4)
+
+    async def main():
+        before(controller)
+        await controller.run(frames())
+
+    asyncio.run(main())
+    return controller, states, traces, replier
+
+
+ANSWERED = ["listening", "thinking", "speaking", "idle"]
+
+
+@dataclass
+class Row:
+    name: str
+    script: Script
+    states: list[str]
+    outcomes: list[str]
+    check: dict = field(default_factory=dict)  # trace fields of the first trace
+
+
+ROWS = [
+    Row("wake, speech, answer", Script(wake_at=(5,), speech=(10, 30)), ANSWERED, ["answered"],
+        {"llm_backend": "local", "llm_tokens": 4, "reply": "It is noon.", "heard_reply": "It is noon.",
+         "barge_in": False, "error": None}),
+    Row("wake, then silence", Script(wake_at=(5,), no_speech_at=40), ["listening", "idle"], ["no_speech"],
+        {"llm_backend": None}),
+    Row("speech that STT heard as nothing", Script(wake_at=(5,), speech=(10, 30), heard=""),
+        ["listening", "thinking", "idle"], ["no_speech"], {"llm_backend": None}),
+    Row("muted: the wake word opens nothing", Script(wake_at=(5,), speech=(10, 30), muted=True), [], []),
+    Row("barge-in while speaking", Script(wake_at=(5,), speech=(10, 30), speak_s=2.0, barge_in_at=45, frames=90),
+        ["listening", "thinking", "speaking", "idle", "listening", "idle"], ["barged_in"],
+        {"barge_in": True, "heard_reply": "It is", "reply": "It is noon.", "llm_backend": "local", "llm_tokens": 4}),
+    Row("barge-in while thinking (STT still decoding)",
+        Script(wake_at=(5,), speech=(10, 30), stt_s=1.0, barge_in_at=33, frames=90),
+        ["listening", "thinking", "idle", "listening", "idle"], ["barged_in"],
+        {"barge_in": True, "llm_backend": None}),
+    Row("remote cancel while speaking", Script(wake_at=(5,), speech=(10, 30), speak_s=2.0, cancel_at=45, frames=90),
+        ["listening", "thinking", "speaking", "idle"], ["error"],
+        {"error": "cancelled", "llm_backend": "local", "reply": "It is noon.", "heard_reply": "It is"}),
+    Row("remote cancel while listening", Script(wake_at=(5,), speech=(10, 60), cancel_at=20),
+        ["listening", "idle"], ["error"], {"error": "cancelled", "llm_backend": None}),
+    Row("the LLM fails: error, then an apology", Script(wake_at=(5,), speech=(10, 30), reply="fail"),
+        ["listening", "thinking", "speaking", "idle"], ["error"],
+        {"error": "LlmError: no LLM available", "llm_backend": "local"}),
+    Row("STT fails: error, then an apology", Script(wake_at=(5,), speech=(10, 30), stt_fails=True),
+        ["listening", "thinking", "speaking", "idle"], ["error"], {"error": "RuntimeError: decoder exploded"}),
+    Row("shutdown while speaking: the answer finishes", Script(wake_at=(5,), speech=(10, 30), speak_s=0.5, stop_at=40),
+        ANSWERED, ["answered"], {"heard_reply": "It is noon."}),
+]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
+def test_state_machine(row: Row):
+    controller, states, traces, replier = run(row.script)
+    assert states == row.states
+    assert [t.outcome for t in traces] == row.outcomes
+    assert len({t.turn_id for t in traces}) == len(traces)  # one trace per turn
+    for name, value in row.check.items():
+        assert getattr(traces[0], name) == value, name
+    assert controller.state == AgentState.IDLE and controller.turn is None
+    assert (APOLOGY in replier.announced) == (row.outcomes == ["error"] and "cancelled" not in (traces[0].error or ""))
+
+
+def test_a_published_trace_is_complete_and_timed_from_one_clock():
+    _, _, traces, _ = run(Script(wake_at=(5,), speech=(10, 30)))
+    trace = traces[0]
+    assert trace.wake_word == "okay_nabu" and trace.speech_ms == 400.0
+    for name in ("end_of_speech_to_final_ms", "llm_ttft_ms", "chunk_wait_ms", "tts_first_chunk_ms", "ttfa_ms",
+                 "end_of_turn_ms", "speak_ms"):
+        assert getattr(trace, name) is not None and getattr(trace, name) >= 0, name
+    assert trace.ttfa_ms >= trace.end_of_speech_to_final_ms
+
+
+def test_an_answer_opens_the_follow_up_window_which_closes_without_a_trace_when_nobody_speaks():
+    controller, states, traces, _ = run(Script(wake_at=(5,), speech=(10, 30), frames=120), follow_up_s=1.0)
+    assert states == ANSWERED + ["listening", "idle"]
+    assert [t.outcome for t in traces] == ["answered"]  # an unanswered follow-up window is no turn
+
+
+def test_an_announcement_speaks_without_a_trace_and_is_refused_while_busy():
+    accepted = []
+    _, states, traces, replier = run(Script(frames=40), before=lambda controller: accepted.extend(
+        [controller.announce("The timer is done."), controller.announce("Another one.")]))
+    assert accepted == [True, False]  # one thing at a time
+    assert states == ["thinking", "speaking", "idle"]
+    assert traces == [] and replier.announced == ["The timer is done."]
