@@ -193,10 +193,6 @@ class Config:
     def state_dir(self) -> Path:
         return Path(self.paths.state_dir)
 
-    @property
-    def device_id(self) -> str:
-        return self.device.id
-
 
 _SECRET_NAMES = {
     f.name

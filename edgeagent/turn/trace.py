@@ -7,7 +7,6 @@ what ``fleet stats`` aggregates.  Text fields leave the device only with ``inclu
 from __future__ import annotations
 
 import dataclasses
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -62,5 +61,3 @@ def ms_between(start: float | None, end: float | None) -> float | None:
         return None
     return round((end - start) * 1000.0, 1)
 
-
-monotonic = time.monotonic  # the one clock every stage stamps events with
