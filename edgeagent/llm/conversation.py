@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from edgeagent.config import LlmConfig
 from edgeagent.llm.base import Message
@@ -16,6 +17,8 @@ class Conversation:
     max_turns: int = 6
     max_history_tokens: int = 1200
     turns: list[tuple[str, str]] = field(default_factory=list)  # (user, what the user heard)
+    # appended to the system prompt per answer: the date and time, what the device can really do
+    context: Callable[[], str] = lambda: ""
 
     def configure(self, llm: LlmConfig) -> None:
         """Live config: prompt and history length from the next turn on."""
@@ -23,7 +26,7 @@ class Conversation:
         self._trim()
 
     def messages_for(self, user_text: str) -> list[Message]:
-        messages: list[Message] = [{"role": "system", "content": self.system_prompt}]
+        messages: list[Message] = [{"role": "system", "content": self.system_prompt + self.context()}]
         for user, heard in self.turns:
             messages.append({"role": "user", "content": user})
             messages.append({"role": "assistant", "content": heard})

@@ -1,8 +1,9 @@
 """The voice loop assembled: engines loaded once, stages wired over them, live config pushed in.
 
-``load_engines`` loads every model once, before READY (the slow part).  ``wire`` builds the
-stages that use them for one audio output: endpointer, transcriber, conversation, speaker, reply
-pipeline, barge-in detector, telemetry and the turn controller.  ``Stages.configure`` is the one
+``load_engines`` loads every model once, before READY (the slow part), and compiles the intent
+templates.  ``wire`` builds the stages that use them for one audio output: endpointer, transcriber,
+conversation, speaker, reply pipeline behind the intent replier (skills, timers, home control),
+barge-in detector, telemetry and the turn controller.  ``Stages.configure`` is the one
 way a live config change reaches them: each stage takes its own section.  Tests, benchmarks and
 the CLI drive exactly this wiring.
 """
@@ -23,6 +24,12 @@ from edgeagent.ear.bargein import BargeInDetector, create_barge_in
 from edgeagent.ear.vad import SilenceEndpointer, VoiceActivity, create_endpointer
 from edgeagent.ear.wake import WakeDetector
 from edgeagent.events import StateChanged, TranscriptPartial
+from edgeagent.intents.home import HomeControl
+from edgeagent.intents.honesty import ClaimVet, device_context
+from edgeagent.intents.matcher import IntentMatcher
+from edgeagent.intents.replier import IntentReplier
+from edgeagent.intents.skills import Skills, Volume
+from edgeagent.intents.timers import TimerStore
 from edgeagent.llm.base import LlmError
 from edgeagent.llm.conversation import Conversation
 from edgeagent.llm.local import LocalLlm
@@ -51,6 +58,7 @@ class Engines:
     recognizer: Recognizer
     router: LlmRouter
     synthesizer: Synthesizer
+    intents: IntentMatcher  # the compiled sentence templates (a few hundred ms to build: once)
     degraded: dict[str, str] = field(default_factory=dict)  # family -> the fallback in use, and why
 
     def close(self) -> None:
@@ -81,11 +89,12 @@ def load_engines(config: Config, guard: StartGuard | None = None) -> Engines:
         activity = guard.load(config, "vad", build_voice_activity)
         recognizer = guard.load(config, "stt", build_recognizer)
         synthesizer = guard.load(config, "tts", build_synthesizer)
+        intents = IntentMatcher(config.intents)
         _wait_for_local_llm(router, guard)
     except BaseException:
         router.close()
         raise
-    return Engines(wake, activity, recognizer, router, synthesizer, degraded=dict(guard.degraded))
+    return Engines(wake, activity, recognizer, router, synthesizer, intents, degraded=dict(guard.degraded))
 
 
 def _wait_for_local_llm(router: LlmRouter, guard: StartGuard) -> None:
@@ -111,7 +120,7 @@ class Stages:
     transcriber: StreamingTranscriber
     conversation: Conversation
     speaker: Speaker
-    replier: ReplyPipeline
+    replier: IntentReplier  # intents first, then the LLM's ReplyPipeline (replier.pipeline)
     barge_in: BargeInDetector
     telemetry: TraceFanout
     controller: TurnController
@@ -127,6 +136,7 @@ class Stages:
         self.endpointer.configure(config.vad)
         await self.engines.router.configure(config.llm)
         self.conversation.configure(config.llm)
+        self.replier.configure(config)  # intents, time zone, home-command deadline
         self.engines.synthesizer.configure(config.tts)
         self.speaker.configure(config.audio)
         self.barge_in.configure(config.agent)
@@ -147,10 +157,14 @@ def wire(config: Config, engines: Engines, audio_out: AudioOut, trace_sinks: lis
     reference = EchoReference(audio_out.sample_rate)  # what the speaker played: the barge-in echo reference
     speaker = Speaker(engines.synthesizer, EchoTap(audio_out, reference), frame_ms=config.audio.frame_ms,
                       volume=config.audio.volume)
-    conversation = Conversation(config.llm.system_prompt, config.llm.history_turns)
     endpointer = create_endpointer(config, engines.activity)
     transcriber = StreamingTranscriber(engines.recognizer, on_partial=log_partial)
-    replier = ReplyPipeline(engines.router, conversation, speaker)
+    skills = Skills(config, TimerStore(config.state_dir / "timers.json"), Volume(speaker),
+                    HomeControl(config.device.id, config.telemetry.include_text, config.intents.confirm_timeout_s))
+    conversation = Conversation(config.llm.system_prompt, config.llm.history_turns,
+                                context=lambda: device_context(skills.now()))
+    replier = IntentReplier(ReplyPipeline(engines.router, conversation, speaker, vetting=ClaimVet), engines.intents,
+                            skills, config)
     barge_in = create_barge_in(config, reference, engines.wake)
     tick = audio_out.tick if isinstance(audio_out, ClockedSink) else None  # a file is clocked by the mic, a device by itself
     controller = TurnController(
@@ -158,6 +172,7 @@ def wire(config: Config, engines: Engines, audio_out: AudioOut, trace_sinks: lis
         barge_in=barge_in, publish_trace=telemetry.publish_trace,
         on_state=lambda change: (log_state(change), on_state(change)), tick_speaker=tick,
     )
+    replier.controller = controller  # timers ring through it, like a remote `say`
     return Stages(config, engines, endpointer, transcriber, conversation, speaker, replier, barge_in, telemetry,
                   controller)
 

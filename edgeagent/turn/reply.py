@@ -16,12 +16,14 @@ import contextlib
 from typing import AsyncIterator, Awaitable, Callable
 
 from edgeagent.audio.playout import Speaker
+from edgeagent.audio.sound import Sound
 from edgeagent.events import Event, FirstToken, Heard, LlmRouted, ReplyDone, ReplyEvent, ReplyFailed
 from edgeagent.llm.conversation import Conversation
 from edgeagent.llm.router import LlmRouter
 from edgeagent.tts.chunker import SentenceChunker
 
 Emit = Callable[[Event], None]
+Vet = Callable[[str], str]  # one spoken chunk of an LLM answer -> what may be said (edgeagent.intents.honesty)
 
 
 class Reply:
@@ -53,12 +55,14 @@ class Reply:
 class ReplyPipeline:
     """Makes replies: ``answer`` (through the LLM, into the conversation) and ``announce`` (fixed text)."""
 
-    def __init__(self, router: LlmRouter, conversation: Conversation, speaker: Speaker):
+    def __init__(self, router: LlmRouter, conversation: Conversation, speaker: Speaker,
+                 vetting: Callable[[], Vet] | None = None):
         self.router = router
         self.conversation = conversation
         self.speaker = speaker
+        self.vetting = vetting  # a fresh vet per answer: the LLM may not claim what no skill did
 
-    def answer(self, user_text: str) -> Reply:
+    def answer(self, user_text: str, turn_id: str = "") -> Reply:
         return Reply(lambda emit: self._answer(user_text, emit), self.speaker.cancel, "reply")
 
     def announce(self, text: str) -> Reply:
@@ -67,17 +71,31 @@ class ReplyPipeline:
 
     async def _answer(self, user_text: str, emit: Emit) -> None:
         generated: list[str] = []
-        await self._play(self._chunks(self.conversation.messages_for(user_text), generated, emit), emit,
-                         made=lambda: ("".join(generated).strip(), len(generated)),
-                         on_heard=lambda heard: self.conversation.record(user_text, heard.text, heard.cancelled))
+        await self.play(self._chunks(self.conversation.messages_for(user_text), generated, emit), emit,
+                        made=lambda: ("".join(generated).strip(), len(generated)),
+                        on_heard=lambda heard: self.conversation.record(user_text, heard.text, heard.cancelled))
 
     async def _announce(self, text: str, emit: Emit) -> None:
-        async def one() -> AsyncIterator[str]:
-            yield text
+        await self.say(text, emit)
 
-        await self._play(one(), emit, made=lambda: (text, 0))
+    async def say(self, text: str, emit: Emit, user_text: str | None = None) -> None:
+        """Speak fixed text as this reply (an announcement, a skill's answer; "" says nothing); with
+        ``user_text`` the exchange joins the conversation, so the LLM knows what was done."""
+        async def one() -> AsyncIterator[str]:
+            if text:
+                yield text
+
+        record = (lambda heard: self.conversation.record(user_text, heard.text, heard.cancelled)) \
+            if user_text is not None else (lambda heard: None)
+        await self.play(one(), emit, made=lambda: (text, 0), on_heard=record)
 
     async def _chunks(self, messages, generated: list[str], emit: Emit) -> AsyncIterator[str]:
+        vet = self.vetting() if self.vetting else (lambda chunk: chunk)
+        async with contextlib.aclosing(self._llm_chunks(messages, generated, emit)) as chunks:  # closed on cancel
+            async for chunk in chunks:
+                yield vet(chunk)
+
+    async def _llm_chunks(self, messages, generated: list[str], emit: Emit) -> AsyncIterator[str]:
         chunker = SentenceChunker()
         async with contextlib.aclosing(self.router.stream(messages)) as stream:  # closed at once on cancel
             async for event in stream:
@@ -92,9 +110,9 @@ class ReplyPipeline:
         for chunk in chunker.flush():
             yield chunk
 
-    async def _play(self, chunks: AsyncIterator[str], emit: Emit, made: Callable[[], tuple[str, int]],
+    async def play(self, chunks: AsyncIterator[str | Sound], emit: Emit, made: Callable[[], tuple[str, int]],
                     on_heard: Callable[[Heard], None] = lambda heard: None) -> None:
-        """Speak ``chunks``; however that ends, report Heard and then ReplyDone or ReplyFailed.
+        """Speak ``chunks`` (text, or ready-made Sounds); however that ends, report Heard and then ReplyDone or ReplyFailed.
         ``made()`` is the text generated so far and its token count."""
         failure = None
         try:

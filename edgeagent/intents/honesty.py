@@ -1,0 +1,58 @@
+"""Keeping the LLM honest about what the device did.
+
+The LLM is told the date, the time and what the device really can do (``device_context``), and
+every spoken chunk of its answer is vetted (``ClaimVet``): a sentence in which the agent claims
+an action ("I've set a timer", "the lights are now on") is replaced unless a tool really ran in
+this answer.  A small local model cannot be trusted to follow the prompt alone; the vet is a
+plain pattern check, deliberately narrow (first-person actions and "is set/on/off" states).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Callable
+
+from edgeagent.intents import clock
+
+UNDONE = "I haven't done that. To do it, ask me directly, for example: set a timer for ten minutes."
+_ACTION_VERBS = (r"set|started|start|created|scheduled|turned|switched|dimmed|brightened|locked|unlocked|opened|"
+                 r"closed|muted|unmuted|adjusted|raised|lowered|increased|decreased|cancel+ed|activated|"
+                 r"deactivated|sent|added|removed|played|paused|stopped")
+_CLAIMS = re.compile(
+    rf"\b(i\s*(?:'ve|have|had|just|already|now)?\s*(?:just\s+|already\s+)?(?:{_ACTION_VERBS})\b"
+    r"|i(?:'ll|\s+will)\s+(?:now\s+)?(?:set|start|create|schedule|turn|switch|dim|lock|unlock|open|close|mute|"
+    r"cancel|send|add|remove|play|pause|stop|activate)\b"
+    r"|(?:timer|alarm|reminder)s?\s+(?:is|are|has been|have been)\s+(?:now\s+)?(?:set|started|on|running)"
+    r"|(?:light|lights|lamp|heating|thermostat|tv|fan|music|volume)\s+(?:is|are|has been|have been)\s+(?:now\s+)?"
+    r"(?:on|off|set|turned|switched|dimmed|muted|up|down)\b"
+    r"|\b(?:done|all set)\b)",
+    re.IGNORECASE,
+)
+
+
+def claims_action(text: str) -> bool:
+    return bool(_CLAIMS.search(text.replace("\u2019", "'")))
+
+
+class ClaimVet:
+    """One answer's vet: ``acted()`` says whether a tool ran (then claims are allowed)."""
+
+    def __init__(self, acted: Callable[[], bool] = lambda: False):
+        self.acted = acted
+        self.replaced = 0
+
+    def __call__(self, chunk: str) -> str:
+        if self.acted() or not claims_action(chunk):
+            return chunk
+        self.replaced += 1
+        return UNDONE if self.replaced == 1 else ""
+
+
+def device_context(now: datetime) -> str:
+    """Appended to the system prompt for each answer: facts the model cannot know, and its limits."""
+    return (f" It is now {clock.say_time(now)} on {clock.say_date(now)} ({now.tzname() or 'local time'})."
+            " This speaker itself sets timers and alarms, tells the time and date, changes its volume and sends"
+            " home commands, but only when the user says such a command; you, the language model, cannot do any"
+            " of it. Never say that you did something or that something is set, on or off. If asked to do"
+            " something, say you can't from here.")

@@ -1,0 +1,119 @@
+"""Transcript -> intent, before any LLM: hassil over the built-in, operator and Home Assistant
+templates, in that order, with a second try after correcting misheard words.
+
+The fuzzy step is ours (hassil matches words exactly): a word no template knows is replaced by the
+most similar word that one does (rapidfuzz ratio >= ``intents.fuzzy_cutoff``), so "set a timer for
+ten minuets" or "turn on the kitchen lice" still match; the match's confidence is then that
+similarity, not 1.0.  Compiled once per config; the first recognition of each set is paid at load.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from hassil import Intents, RecognizeResult, TextSlotList, recognize_best
+from rapidfuzz import fuzz, process
+
+from edgeagent.config import IntentsConfig
+from edgeagent.intents.normalize import normalize
+from edgeagent.intents.templates import builtin_data, custom_data, home_data, vocabulary
+
+log = logging.getLogger("edgeagent.intents")
+
+MIN_FUZZY_WORD = 3  # shorter words ("a", "on", "to") are too alike to correct safely
+
+
+@dataclass(frozen=True)
+class IntentMatch:
+    name: str
+    slots: dict[str, Any]
+    confidence: float  # 1.0: every word as in a template; less: words were corrected
+    text: str  # the normalized (and corrected) text that matched
+    source: str  # builtin | custom | home
+    match_ms: float = 0.0
+
+
+@dataclass
+class _Set:
+    source: str
+    intents: Intents
+    skip_words: list[str] = field(default_factory=list)
+
+
+class IntentMatcher:
+    def __init__(self, config: IntentsConfig):
+        home = home_data()
+        self._builtin = _Set("builtin", Intents.from_dict(builtin_data()), home["skip_words"])
+        self._home = _Set("home", Intents.from_dict(home), home["skip_words"])
+        self._custom: _Set | None = None
+        self._base_vocabulary = vocabulary(builtin_data(), home)
+        self.configure(config)
+
+    def configure(self, config: IntentsConfig) -> None:
+        """Live config: rooms, device names, operator sentences, fuzziness (recompiled here, not per turn)."""
+        self.config = config
+        self._lists = {"area": TextSlotList.from_strings(config.areas),
+                       "name": TextSlotList.from_strings(config.names),
+                       "floor": TextSlotList.from_strings([])}
+        self._context = {"area": config.room} if config.room else {}
+        custom = custom_data(config.sentences) if config.sentences else None
+        self._custom = _Set("custom", Intents.from_dict(custom), custom["skip_words"]) if custom else None
+        self._vocabulary = sorted(self._base_vocabulary | vocabulary(custom or {}, extra=tuple(config.areas + config.names)))
+        self._known = set(self._vocabulary)
+        self.warm()
+
+    def warm(self) -> None:
+        """hassil builds its number tries on first use (~0.2 s): pay that now, not in a turn."""
+        for text in ("set a timer for ten minutes", "turn on the kitchen lights", "what time is it"):
+            self.match(text)
+
+    def match(self, transcript: str) -> IntentMatch | None:
+        start = time.perf_counter()
+        text = normalize(transcript)
+        if not text:
+            return None
+        found = self._recognize(text)
+        confidence = 1.0
+        if found is None and self.config.fuzzy_cutoff < 100:
+            corrected, confidence = self._correct(text)
+            if corrected != text:
+                found = self._recognize(corrected)
+                text = corrected
+        if found is None:
+            return None
+        source, result = found
+        slots = {name: _plain(entity.value) for name, entity in result.entities.items()}
+        return IntentMatch(result.intent.name, slots, round(confidence, 3), text, source,
+                           round((time.perf_counter() - start) * 1000, 2))
+
+    def _sets(self) -> list[_Set]:
+        return [self._builtin] + ([self._custom] if self._custom else []) + [self._home]
+
+    def _recognize(self, text: str) -> tuple[str, RecognizeResult] | None:
+        for intent_set in self._sets():
+            result = recognize_best(text, intent_set.intents, slot_lists=self._lists, skip_words=intent_set.skip_words,
+                                    intent_context=self._context, language="en")
+            if result is not None:
+                return intent_set.source, result
+        return None
+
+    def _correct(self, text: str) -> tuple[str, float]:
+        """Each unknown word replaced by the closest template word; the lowest similarity is the confidence."""
+        words, worst = text.split(), 100.0
+        for i, word in enumerate(words):
+            if word in self._known or len(word) < MIN_FUZZY_WORD or word.lstrip("-").isdigit():
+                continue
+            best = process.extractOne(word, self._vocabulary, scorer=fuzz.ratio, score_cutoff=self.config.fuzzy_cutoff)
+            if best is not None:
+                words[i], worst = best[0], min(worst, best[1])
+        return " ".join(words), worst / 100.0
+
+
+def _plain(value: Any) -> Any:
+    """hassil gives 10.0 for "10" and 10 for "ten": whole numbers as int, so slots compare and print alike."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
