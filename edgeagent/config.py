@@ -195,7 +195,8 @@ class IntentsConfig:
     fuzzy_cutoff: int = bounded(80, 50, 100)  # a misheard word is replaced by a known one this similar; 100: off
     room: str = ""  # this speaker's area: "turn on the lights" then means the lights here
     areas: list[str] = field(default_factory=lambda: list(DEFAULT_AREAS))  # rooms home commands may name
-    names: list[str] = field(default_factory=list)  # devices and scenes home commands may name ("tv", "movie night")
+    # devices and scenes home commands may name: "tv" (a switch), "light:reading lamp", "scene:movie night"
+    names: list[str] = field(default_factory=list)
     sentences: dict[str, list[str]] = field(default_factory=dict)  # operator intents: name -> hassil templates
     confirm_timeout_s: float = bounded(2.0, 0.1, 30.0)  # how long a home command waits for its MQTT 5 response
     max_timers: int = bounded(20, 1, 100)

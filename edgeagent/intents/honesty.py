@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Callable
-
 from edgeagent.intents import clock
 
 UNDONE = "I haven't done that. To do it, ask me directly, for example: set a timer for ten minutes."
@@ -36,14 +34,14 @@ def claims_action(text: str) -> bool:
 
 
 class ClaimVet:
-    """One answer's vet: ``acted()`` says whether a tool ran (then claims are allowed)."""
+    """One answer's vet: ``acted`` is set when a tool really did something (then claims may stand)."""
 
-    def __init__(self, acted: Callable[[], bool] = lambda: False):
-        self.acted = acted
+    def __init__(self) -> None:
+        self.acted = False
         self.replaced = 0
 
     def __call__(self, chunk: str) -> str:
-        if self.acted() or not claims_action(chunk):
+        if self.acted or not claims_action(chunk):
             return chunk
         self.replaced += 1
         return UNDONE if self.replaced == 1 else ""

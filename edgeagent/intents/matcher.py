@@ -56,12 +56,14 @@ class IntentMatcher:
         """Live config: rooms, device names, operator sentences, fuzziness (recompiled here, not per turn)."""
         self.config = config
         self._lists = {"area": TextSlotList.from_strings(config.areas),
-                       "name": TextSlotList.from_strings(config.names),
+                       "name": TextSlotList.from_tuples([named_device(entry) for entry in config.names],
+                                                        allow_template=False),
                        "floor": TextSlotList.from_strings([])}
         self._context = {"area": config.room} if config.room else {}
         custom = custom_data(config.sentences) if config.sentences else None
         self._custom = _Set("custom", Intents.from_dict(custom), custom["skip_words"]) if custom else None
-        self._vocabulary = sorted(self._base_vocabulary | vocabulary(custom or {}, extra=tuple(config.areas + config.names)))
+        names = tuple(named_device(entry)[0] for entry in config.names)
+        self._vocabulary = sorted(self._base_vocabulary | vocabulary(custom or {}, extra=tuple(config.areas) + names))
         self._known = set(self._vocabulary)
         self.warm()
 
@@ -110,6 +112,16 @@ class IntentMatcher:
             if best is not None:
                 words[i], worst = best[0], min(worst, best[1])
         return " ".join(words), worst / 100.0
+
+
+def named_device(entry: str) -> tuple[str, str, dict[str, str]]:
+    """``intents.names`` entry -> hassil list value: "tv" is a switch, "scene:movie night" a scene,
+    "light:reading lamp" a light (Home Assistant's sentences ask what kind of thing a name is)."""
+    domain, sep, name = entry.partition(":")
+    if not sep:
+        domain, name = "switch", entry
+    name = name.strip().lower()
+    return name, name, {"domain": domain.strip().lower()}
 
 
 def _plain(value: Any) -> Any:

@@ -30,6 +30,7 @@ from edgeagent.intents.matcher import IntentMatcher
 from edgeagent.intents.replier import IntentReplier
 from edgeagent.intents.skills import Skills, Volume
 from edgeagent.intents.timers import TimerStore
+from edgeagent.intents.tools import ToolBox
 from edgeagent.llm.base import LlmError
 from edgeagent.llm.conversation import Conversation
 from edgeagent.llm.local import LocalLlm
@@ -163,8 +164,9 @@ def wire(config: Config, engines: Engines, audio_out: AudioOut, trace_sinks: lis
                     HomeControl(config.device.id, config.telemetry.include_text, config.intents.confirm_timeout_s))
     conversation = Conversation(config.llm.system_prompt, config.llm.history_turns,
                                 context=lambda: device_context(skills.now()))
-    replier = IntentReplier(ReplyPipeline(engines.router, conversation, speaker, vetting=ClaimVet), engines.intents,
-                            skills, config)
+    pipeline = ReplyPipeline(engines.router, conversation, speaker, vetting=ClaimVet,
+                             tools=ToolBox(skills, engines.intents))
+    replier = IntentReplier(pipeline, engines.intents, skills, config)
     barge_in = create_barge_in(config, reference, engines.wake)
     tick = audio_out.tick if isinstance(audio_out, ClockedSink) else None  # a file is clocked by the mic, a device by itself
     controller = TurnController(
