@@ -113,9 +113,8 @@ class Skills:
         if seconds > MAX_TIMER_S:
             return Outcome(f"I can set timers of up to {say_duration(MAX_TIMER_S)}, not {say_duration(seconds)}. "
                            "How long should it run?", False, detail="too long")
-        if len(self.timers.active()) >= self.max_timers:
-            return Outcome(f"You already have {self.max_timers} timers and alarms, the most I keep.", False,
-                           detail="too many")
+        if (full := self._full()) is not None:
+            return full
         name = str(match.slots.get("name", "")).strip().lower()
         timer = self.timers.add(Timer("timer", self.timers.clock() + seconds, seconds, name))
         self.on_timers_changed()
@@ -136,12 +135,15 @@ class Skills:
         return Outcome(f"Okay, I cancelled the {found[0].label()}.", True, detail=f"cancelled {found[0].id}")
 
     def cancel_all_timers(self, match: IntentMatch) -> Outcome:
-        found = self.timers.active("timer")
+        return self._cancel_all("timer")
+
+    def _cancel_all(self, kind: str) -> Outcome:
+        found = self.timers.active(kind)
         if not found:
-            return Outcome("You have no timers.", True)
+            return Outcome(f"You have no {kind}s.", True)
         self.timers.remove(found)
         self.on_timers_changed()
-        return Outcome("Okay, I cancelled your timer." if len(found) == 1 else f"Okay, I cancelled all {len(found)} timers.",
+        return Outcome(f"Okay, I cancelled your {kind}." if len(found) == 1 else f"Okay, I cancelled {len(found)} {kind}s.",
                        True, detail=f"cancelled {len(found)}")
 
     def timer_status(self, match: IntentMatch) -> Outcome:
@@ -156,12 +158,17 @@ class Skills:
         text = _and(parts)
         return Outcome(text[0].upper() + text[1:] + ".", True)
 
+    def _full(self) -> Outcome | None:
+        if len(self.timers.active()) < self.max_timers:
+            return None
+        return Outcome(f"You already have {self.max_timers} timers and alarms, the most I keep.", False, detail="too many")
+
     def set_alarm(self, match: IntentMatch) -> Outcome:
         hour, minute, period = int(match.slots["hour"]), int(match.slots.get("minute", 0)), match.slots.get("period")
         if period and not 1 <= hour <= 12:
             return Outcome(f"{hour} {period.upper()} is not a time. When should the alarm go off?", False, detail="bad time")
-        if len(self.timers.active()) >= self.max_timers:
-            return Outcome(f"You already have {self.max_timers} timers and alarms, the most I keep.", False)
+        if (full := self._full()) is not None:
+            return full
         now = self.now()
         moment = clock.next_clock_time(now, hour, minute, period)
         self.timers.add(Timer("alarm", moment.timestamp()))
@@ -169,12 +176,7 @@ class Skills:
         return Outcome(f"Alarm set for {clock.say_when(moment, now)}.", True, detail=f"alarm {moment.isoformat()}")
 
     def cancel_alarm(self, match: IntentMatch) -> Outcome:
-        alarms = self.timers.active("alarm")
-        if not alarms:
-            return Outcome("You have no alarms.", True)
-        self.timers.remove(alarms)
-        self.on_timers_changed()
-        return Outcome("Okay, I cancelled your alarm." if len(alarms) == 1 else f"Okay, I cancelled {len(alarms)} alarms.", True)
+        return self._cancel_all("alarm")
 
     # ------------------------------------------------------------ time, date, volume
 
