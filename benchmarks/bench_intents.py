@@ -127,7 +127,7 @@ async def intent_turns(config, engines, turns: int, workdir: Path) -> list[dict]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_intents", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--turns", type=int, default=12, help="intent turns through the daemon for TTFA")
+    parser.add_argument("--turns", type=int, default=12, help="intent turns through the daemon for TTFA (0: none)")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     from edgeagent.config import apply_partial, load_config
@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(SHORT) + len(LONG)} LLM questions x {len(voices())} voices, through {config.stt.engine}")
     rates = match_rates(config, args.verbose)
     print(f"  match time (spoken, matched): {fmt(rates['match_ms_spoken'])}; typed, all: {fmt(rates['match_ms_typed'])}")
+    if args.turns == 0:
+        return 0
     engines = load_engines(config)
     try:
         traces = asyncio.run(intent_turns(config, engines, args.turns, workdir))

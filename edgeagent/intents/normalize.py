@@ -13,6 +13,7 @@ _RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple((re.compile(p), r) for p
     (r"\b([ap])\.\s?m\.?", r"\1m"),  # a.m. -> am
     (r"(\d)\s?([ap]m)\b", r"\1 \2"),  # 7am -> 7 am
     (r"\b(\d{1,2})[:.](\d{2})\b", r"\1 \2"),  # 7:30 -> 7 30 (a clock time, not a decimal)
+    (r"\b(1[0-2]|[1-9])([0-5]\d)(?= ?(?:am|pm|a m|p m|in the|at night|tonight|o'clock)\b)", r"\1 \2"),  # 730 am
     (r"(\d),(\d{3})\b", r"\1\2"),  # 1,000 -> 1000
     (r"(\d)\s?%", r"\1 percent"),
     (r"\b(minus|negative)\s+(\d)", r"-\2"),
