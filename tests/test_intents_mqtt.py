@@ -149,3 +149,38 @@ def test_discovery_has_an_event_entity_for_the_intents_on_the_devices_own_topics
     assert "HassStartTimer" not in event["evt_typ"]  # built-ins run on the device, they are no home events
     topics = [v for c in [document, *document["cmps"].values()] for k, v in c.items() if k.endswith("_t")]
     assert topics and all(t.startswith("edgeagent/porch/") for t in topics)
+
+
+def test_operator_sentences_arrive_by_remote_config_and_join_discovery(tmp_path, broker):
+    """An operator adds an intent through ``{p}/config/desired``: validated, applied live, announced
+    as a new event type; a broken template is refused with the reason and changes nothing."""
+    config = load_config(device_config(tmp_path, broker, "study"))
+    watcher = Watcher(broker, ["homeassistant/device/study/config", "edgeagent/study/config/reported"])
+    applied = []
+
+    async def scenario():
+        device = StandaloneDevice(config)
+        link = FleetLink(config, device, on_config=lambda change: applied.append(change))
+        link.start()
+        while not link.connected:
+            await asyncio.sleep(0.02)
+        for desired in ({"intents": {"sentences": {"Fountain": ["<turn> on [the] garden fountain"]}}},
+                        {"intents": {"sentences": {"Fountain": ["<turn> on {no_such_list}"]}}}):
+            watcher.client.publish("edgeagent/study/config/desired", json.dumps(desired), qos=1, retain=True)
+            await asyncio.sleep(0.8)
+        await link.stop(timeout=1)
+        return link
+
+    try:
+        link = asyncio.run(scenario())
+        documents = [json.loads(m.payload) for m in list(watcher.messages.queue)
+                     if m.topic == "homeassistant/device/study/config"]
+        reported = [json.loads(m.payload) for m in list(watcher.messages.queue)
+                    if m.topic == "edgeagent/study/config/reported"]
+    finally:
+        watcher.client.publish("edgeagent/study/config/desired", b"", qos=1, retain=True)
+        watcher.close()
+    assert [c.changed for c in applied] == [("intents.sentences",)] and not applied[0].restart_required
+    assert IntentMatcher(link.config.intents).match("Turn on the garden fountain.").name == "Fountain"
+    assert "Fountain" in documents[-1]["cmps"]["intent"]["evt_typ"]
+    assert "unknown list {no_such_list}" in reported[-1]["last_error"]["reason"]
