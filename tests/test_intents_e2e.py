@@ -68,6 +68,7 @@ def timers_on_disk(config) -> list[dict]:
 
 
 def test_the_three_questions_get_true_answers_without_cloud_or_llm(config, engines, tmp_path):
+    before = datetime.now().astimezone()
     stages, traces = ask(config, engines, tmp_path, piper_wav("Set a timer for ten minutes."),
                          espeak_wav("What time is it?", "en-us"), espeak_wav("Turn on the kitchen lights.", "en-gb+f3"))
     after = datetime.now().astimezone()
@@ -79,7 +80,7 @@ def test_the_three_questions_get_true_answers_without_cloud_or_llm(config, engin
     (stored,) = timers_on_disk(config)
     assert stored["duration_s"] == 600 and stored["kind"] == "timer"
     # the device's own clock, not an invented one: the answer names the minute it was asked in
-    asked = {say_time(after - timedelta(seconds=s)) for s in range(0, 60)}
+    asked = {say_time(before + timedelta(seconds=s)) for s in range(0, int((after - before).total_seconds()) + 61)}
     assert clock_reply["heard_reply"] in {f"It's {t}." for t in asked}, clock_reply["heard_reply"]
     # no fleet link here: the agent says it did not turn the lights on, and claims nothing
     assert lights["heard_reply"] == "I can't turn on the kitchen lights: I'm not connected to a home system."

@@ -5,7 +5,7 @@ The fuzzy step is ours (hassil matches words exactly).  Only when the exact text
 a word no template knows is replaced by the most similar word that one does (rapidfuzz ratio >=
 ``intents.fuzzy_cutoff``) or by what Whisper is known to write for it ("kitchen life"); if that
 still matches nothing, up to two misheard leading words are dropped ("Shaker timer for 10
-minutes"), never when the request is negated ("don't set a timer").  The match's confidence then
+minutes"; built-in commands only), never when the request is negated ("don't set a timer").  The match's confidence then
 says how much was changed.  A correction is kept only if the result matches a template, so a
 question for the LLM reaches it as it was said.  Compiled once per config; the first recognition
 of each set is paid at load.
@@ -100,8 +100,8 @@ class IntentMatcher:
     def _sets(self) -> list[_Set]:
         return [self._builtin] + ([self._custom] if self._custom else []) + [self._home]
 
-    def _recognize(self, text: str) -> tuple[str, RecognizeResult] | None:
-        for intent_set in self._sets():
+    def _recognize(self, text: str, builtin_only: bool = False) -> tuple[str, RecognizeResult] | None:
+        for intent_set in self._sets()[:1] if builtin_only else self._sets():
             result = recognize_best(text, intent_set.intents, slot_lists=self._lists, skip_words=intent_set.skip_words,
                                     intent_context=self._context, language="en")
             if result is not None:
@@ -116,7 +116,7 @@ class IntentMatcher:
             candidate = " ".join(words[dropped:])
             if dropped and len(words) - dropped < 2:
                 break
-            found = self._recognize(candidate)
+            found = self._recognize(candidate, builtin_only=dropped > 0)  # a dropped verb: only the built-ins
             if found is not None:
                 return found, candidate, max(0.0, score - DROP_PENALTY * dropped)
         return None, text, 0.0
