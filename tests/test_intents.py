@@ -247,7 +247,7 @@ def test_say_duration():
     ("I've set a timer for ten minutes.", True), ("The kitchen lights are now on.", True),
     ("I'll turn on the lights for you.", True), ("Done!", True), ("Your timer is set.", True),
     ("I'm here to help, not to distract you.", False), ("The capital of France is Paris.", False),
-    ("I can't do that from here.", False)])
+    ("I can't do that from here.", False), ("Have you done your homework?", False), (UNDONE, False)])
 def test_claims_of_actions_are_recognised(text, claim):
     assert claims_action(text) is claim
 

@@ -13,7 +13,7 @@ import re
 from datetime import datetime
 from edgeagent.intents import clock
 
-UNDONE = "I haven't done that. To do it, ask me directly, for example: set a timer for ten minutes."
+UNDONE = "I can't do that from here. Ask me directly, for example: set a timer for ten minutes."
 _ACTION_VERBS = (r"set|started|start|created|scheduled|turned|switched|dimmed|brightened|locked|unlocked|opened|"
                  r"closed|muted|unmuted|adjusted|raised|lowered|increased|decreased|cancel+ed|activated|"
                  r"deactivated|sent|added|removed|played|paused|stopped")
@@ -24,7 +24,7 @@ _CLAIMS = re.compile(
     r"|(?:timer|alarm|reminder)s?\s+(?:is|are|has been|have been)\s+(?:now\s+)?(?:set|started|on|running)"
     r"|(?:light|lights|lamp|heating|thermostat|tv|fan|music|volume)\s+(?:is|are|has been|have been)\s+(?:now\s+)?"
     r"(?:on|off|set|turned|switched|dimmed|muted|up|down)\b"
-    r"|\b(?:done|all set)\b)",
+    r"|^\W*(?:done|all done|all set)\b)",
     re.IGNORECASE,
 )
 
