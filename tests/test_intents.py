@@ -335,3 +335,26 @@ def test_a_bad_tool_call_is_answered_not_raised(skills, matcher):
     assert [(e.name, e.done) for e in events if isinstance(e, ActionDone)] == [("tool:home_command", False)]
     assert json.loads(server.requests[1]["messages"][-1]["content"])["done"] is False
     assert "".join(e.text for e in events if isinstance(e, LlmToken)) == "I could not do that."
+
+
+def test_a_skill_that_fails_is_said_and_traced_not_hung(tmp_path, skills, matcher):
+    """The timers file cannot be written (its folder is a file): the turn still ends, with an apology."""
+    from edgeagent.events import ActionDone, IntentMatched, ReplyDone
+    from edgeagent.intents.replier import FAILED, IntentReplier
+    from edgeagent.llm.conversation import Conversation
+    from edgeagent.turn.reply import ReplyPipeline
+
+    (tmp_path / "blocked").write_text("")
+    skills.timers.path = tmp_path / "blocked" / "timers.json"
+    config = load_config(None, env={})
+
+    async def main():
+        pipeline = ReplyPipeline(None, Conversation(""), skills.volume.speaker)
+        replier = IntentReplier(pipeline, matcher, skills, config)
+        return [e async for e in replier.answer("Set a timer for ten minutes.", "t1").events()]
+
+    events = asyncio.run(main())
+    assert isinstance(events[0], IntentMatched) and isinstance(events[-1], ReplyDone)
+    (action,) = [e for e in events if isinstance(e, ActionDone)]
+    assert action.done is False and "FileExistsError" in action.detail
+    assert events[-1].text == FAILED and skills.timers.timers == []  # not said to be set, and not set

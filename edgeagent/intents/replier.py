@@ -20,12 +20,13 @@ from edgeagent.events import ActionDone, IntentMatched
 from edgeagent.intents import clock
 from edgeagent.intents.chime import chime
 from edgeagent.intents.matcher import IntentMatch, IntentMatcher
-from edgeagent.intents.skills import Skills
+from edgeagent.intents.skills import Outcome, Skills
 from edgeagent.intents.timers import Timer, TimerSchedule
 from edgeagent.turn.reply import Emit, Reply, ReplyPipeline
 
 log = logging.getLogger("edgeagent.intents")
 
+FAILED = "Sorry, I couldn't do that."
 LATE_S = 60.0  # a timer that ended longer ago than this (the device was off) says when it ended
 
 
@@ -71,7 +72,11 @@ class IntentReplier:
     async def _act(self, match: IntentMatch, user_text: str, turn_id: str, emit: Emit) -> None:
         emit(IntentMatched(t=time.monotonic(), name=match.name, slots=match.slots, confidence=match.confidence,
                            match_ms=match.match_ms, source=match.source))
-        outcome = await self.skills.run(match, turn_id, user_text)
+        try:
+            outcome = await self.skills.run(match, turn_id, user_text)
+        except Exception as exc:  # a broken skill (a full disk) is said and traced, never a hung turn
+            log.exception("intent %s failed", match.name)
+            outcome = Outcome(FAILED, False, detail=f"{type(exc).__name__}: {exc}")
         emit(ActionDone(t=time.monotonic(), name=match.name, done=outcome.done, confirmed=outcome.confirmed,
                         detail=outcome.detail))
         await self.pipeline.say(outcome.answer, emit, user_text=user_text)

@@ -73,25 +73,24 @@ class TimerStore:
             log.error("timers: ignoring unreadable %s: %s", self.path, exc)
             self.timers = []
 
-    def save(self) -> None:
+    def save(self, timers: list[Timer]) -> None:
+        """On disk first, then in force: a timer that could not be kept is not set (OSError)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w") as fh:
-            json.dump({"timers": [asdict(t) for t in self.timers]}, fh)
+            json.dump({"timers": [asdict(t) for t in timers]}, fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
-        self._seen = self.path.stat().st_mtime_ns
+        self.timers, self._seen = timers, self.path.stat().st_mtime_ns
 
     def add(self, timer: Timer) -> Timer:
-        self.timers.append(timer)
-        self.save()
+        self.save([*self.timers, timer])
         return timer
 
     def remove(self, timers: list[Timer]) -> None:
         ids = {t.id for t in timers}
-        self.timers = [t for t in self.timers if t.id not in ids]
-        self.save()
+        self.save([t for t in self.timers if t.id not in ids])
 
     def active(self, kind: str | None = None) -> list[Timer]:
         """Not yet ended, soonest first."""
@@ -143,7 +142,10 @@ class TimerSchedule:
     async def run(self) -> None:
         """Until cancelled: wake at the next end (or every POLL_S), offer what is due."""
         while True:
-            self.check()
+            try:
+                self.check()
+            except Exception:  # a timers file that cannot be written must not stop the clock
+                log.exception("timers: check failed")
             active = self.store.active()
             delay = POLL_S if not active else min(POLL_S, active[0].left_s(self.store.clock()))
             self._changed.clear()
