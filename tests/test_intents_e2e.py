@@ -109,11 +109,13 @@ def test_the_local_llm_claims_nothing_it_did_not_do(config, engines, tmp_path):
         from edgeagent.runtime.stages import wire
 
         stages = wire(llm_only, engines, WavSink(tmp_path / "out.wav", 16000), [])  # plays at once: no frame clock
+        engines.router.local.max_tokens = 16  # a sentence or two is enough to claim something
         said = []
         for question in ("Set a timer for ten minutes.", "What time is it?", "Turn on the kitchen lights."):
             events = [e async for e in stages.replier.answer(question).events()]
             said.append((question, events[-2].text, events[-1]))
         await stages.close()
+        engines.router.local.max_tokens = 24
         return stages, said
 
     stages, said = asyncio.run(ask_all())
