@@ -15,7 +15,7 @@ from edgeagent.config import ConfigError, IntentsConfig, apply_partial, load_con
 from edgeagent.events import ActionDone, LlmToken
 from edgeagent.intents.clock import next_clock_time
 from edgeagent.intents.home import HomeControl
-from edgeagent.intents.honesty import UNDONE, ClaimVet, claims_action, device_context
+from edgeagent.intents.honesty import LIMITS, UNDONE, ClaimVet, claims_action, time_note
 from edgeagent.intents.matcher import IntentMatcher
 from edgeagent.intents.normalize import normalize
 from edgeagent.intents.skills import Skills, Volume
@@ -262,9 +262,16 @@ def test_the_vet_replaces_claims_unless_a_tool_acted():
     assert acted("I've set a timer for ten minutes.") == "I've set a timer for ten minutes."
 
 
-def test_the_llm_is_told_the_time_and_its_limits():
-    context = device_context(datetime(2026, 12, 2, 21, 38, tzinfo=timezone.utc))
-    assert "9:38 PM on Wednesday, December 2, 2026 (UTC)" in context and "cannot do any of it" in context
+def test_the_llm_is_told_the_time_last_and_its_limits_first():
+    from edgeagent.llm.conversation import Conversation
+
+    now = datetime(2026, 12, 2, 21, 38, tzinfo=timezone.utc)
+    conversation = Conversation("Be brief.", limits=LIMITS, note=lambda: time_note(now))
+    conversation.record("Hi.", "Hello.")
+    messages = conversation.messages_for("What time is it?")
+    assert messages[0] == {"role": "system", "content": "Be brief." + LIMITS} and "cannot do any of it" in LIMITS
+    assert messages[-2:] == [{"role": "system", "content": "It is now 9:38 PM on Wednesday, December 2, 2026 (UTC)."},
+                             {"role": "user", "content": "What time is it?"}]
 
 
 # ---------------------------------------------------------------- tools for a cloud LLM

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from edgeagent.cli import config_from_args
     from edgeagent.events import ActionDone, LlmRouted, LlmToken
     from edgeagent.intents.home import HomeControl
-    from edgeagent.intents.honesty import ClaimVet, device_context
+    from edgeagent.intents.honesty import LIMITS, ClaimVet, time_note
     from edgeagent.intents.matcher import IntentMatcher
     from edgeagent.intents.skills import Skills
     from edgeagent.intents.timers import TimerStore
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             if router.cloud is not None:
                 router.cloud_reachable = await router.cloud.probe()
-            messages = Conversation(config.llm.system_prompt, context=lambda: device_context(skills.now())
+            messages = Conversation(config.llm.system_prompt, limits=LIMITS, note=lambda: time_note(skills.now())
                                     ).messages_for(args.text)
             routed: list[LlmRouted] = []
             tokens: list[LlmToken] = []

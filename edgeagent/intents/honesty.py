@@ -1,6 +1,7 @@
 """Keeping the LLM honest about what the device did.
 
-The LLM is told the date, the time and what the device really can do (``device_context``), and
+The LLM is told what the device really can do (``LIMITS``, after the system prompt) and the date and
+time (``time_note``, a system note before the user's words), and
 every spoken chunk of its answer is vetted (``ClaimVet``): a sentence in which the agent claims
 an action ("I've set a timer", "the lights are now on") is replaced unless a tool really ran in
 this answer.  A small local model cannot be trusted to follow the prompt alone; the vet is a
@@ -47,10 +48,12 @@ class ClaimVet:
         return UNDONE if self.replaced == 1 else ""
 
 
-def device_context(now: datetime) -> str:
-    """Appended to the system prompt for each answer: facts the model cannot know, and its limits."""
-    return (f" It is now {clock.say_time(now)} on {clock.say_date(now)} ({now.tzname() or 'local time'})."
-            " This speaker itself sets timers and alarms, tells the time and date, changes its volume and sends"
-            " home commands, but only when the user says such a command; you, the language model, cannot do any"
-            " of it. Never say that you did something or that something is set, on or off. If asked to do"
-            " something, say you can't from here.")
+LIMITS = (" This speaker itself sets timers and alarms, tells the time, changes its volume and sends home"
+          " commands when the user says such a command; you cannot do any of it. Never say you did something"
+          " or that something is set, on or off; say you can't do it from here.")
+
+
+def time_note(now: datetime) -> str:
+    """A short system note just before the user's words: the one part of the prompt that changes, kept
+    last so the model's cached prefix (system prompt, history) stays valid from turn to turn."""
+    return f"It is now {clock.say_time(now)} on {clock.say_date(now)} ({now.tzname() or 'local time'})."

@@ -25,7 +25,7 @@ from edgeagent.ear.vad import SilenceEndpointer, VoiceActivity, create_endpointe
 from edgeagent.ear.wake import WakeDetector
 from edgeagent.events import StateChanged, TranscriptPartial
 from edgeagent.intents.home import HomeControl
-from edgeagent.intents.honesty import ClaimVet, device_context
+from edgeagent.intents.honesty import LIMITS, ClaimVet, time_note
 from edgeagent.intents.matcher import IntentMatcher
 from edgeagent.intents.replier import IntentReplier
 from edgeagent.intents.skills import Skills, Volume
@@ -75,7 +75,7 @@ def build_router(config: Config, wait: bool = True) -> LlmRouter:
         path = Path(config.llm.local_model_path) if config.llm.local_model_path else \
             model_path("llm/smollm2-135m-instruct-q4_1", config.models_dir)
         local = LocalLlm(path, config.llm.max_tokens, config.llm.temperature, threads=config.llm.local_threads,
-                         system_prompt=config.llm.system_prompt, wait=wait)
+                         system_prompt=config.llm.system_prompt + LIMITS, wait=wait)  # warmed as it is sent
     return LlmRouter(local, OpenAiChat.from_config(config.llm), config.llm.first_token_deadline_s,
                      cloud_settings=cloud_settings(config.llm))
 
@@ -163,7 +163,7 @@ def wire(config: Config, engines: Engines, audio_out: AudioOut, trace_sinks: lis
     skills = Skills(config, TimerStore(config.state_dir / "timers.json"), Volume(speaker),
                     HomeControl(config.device.id, config.telemetry.include_text, config.intents.confirm_timeout_s))
     conversation = Conversation(config.llm.system_prompt, config.llm.history_turns,
-                                context=lambda: device_context(skills.now()))
+                                limits=LIMITS, note=lambda: time_note(skills.now()))
     pipeline = ReplyPipeline(engines.router, conversation, speaker, vetting=ClaimVet,
                              tools=ToolBox(skills, engines.intents))
     replier = IntentReplier(pipeline, engines.intents, skills, config)
