@@ -12,6 +12,7 @@ pressed on the page is the fleet's mute and shows in the MQTT state.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -24,6 +25,7 @@ from edgeagent.config import UiConfig
 from edgeagent.fleet.control import CommandFailed, DeviceControl
 from edgeagent.ui.access import Viewer, same_origin, viewer
 from edgeagent.ui.feed import Feed, Message
+from edgeagent.ui.kiosk import page_url
 
 log = logging.getLogger("edgeagent.ui")
 
@@ -62,8 +64,7 @@ class UiServer:
 
     @property
     def url(self) -> str:
-        host = self.ui.listen if self.ui.listen not in ("0.0.0.0", "::", "") else "127.0.0.1"
-        return f"http://{'[' + host + ']' if ':' in host else host}:{self.port}/"
+        return page_url(dataclasses.replace(self.ui, port=self.port))
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
