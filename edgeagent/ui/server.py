@@ -111,8 +111,9 @@ class UiServer:
             for message in first:
                 await response.write(self._frame(message, subscription.text))
             while True:
-                try:
-                    message = await asyncio.wait_for(subscription.queue.get(), KEEPALIVE_S)
+                try:  # asyncio.timeout, not wait_for: no extra task, so an event is one loop step from the page
+                    async with asyncio.timeout(KEEPALIVE_S):
+                        message = await subscription.queue.get()
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")  # finds dead connections, keeps proxies open
                     continue
