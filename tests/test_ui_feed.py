@@ -122,3 +122,17 @@ def test_a_pipe_is_a_microphone_paced_by_its_writer():
     frames = asyncio.run(main())
     assert [f.index for f in frames] == [0, 1, 2] and [f.audio_s for f in frames] == [0.0, 0.02, 0.04]
     assert np.array_equal(np.concatenate([f.samples for f in frames]), samples[:960])  # the torn tail is dropped
+
+
+def test_the_access_token_is_provisioned_as_a_credential_and_never_shown(tmp_path):
+    from edgeagent.config import load_config, to_toml
+    from edgeagent.provision import Layout, provision
+
+    layout = Layout.under(tmp_path)
+    layout.boot_dir.mkdir(parents=True)
+    (layout.boot_dir / "edgeagent.toml").write_text('[device]\nid = "kiosk-7"\n[ui]\nlisten = "0.0.0.0"\ntoken = "tok-123"\n')
+    result = provision(layout, {"serial": "s", "machine_id": "m"})
+    assert result is not None and result.credentials == ("ui.token",)
+    assert "tok-123" not in (layout.etc_dir / "config.toml").read_text()
+    config = load_config(layout.etc_dir / "config.toml", env={"CREDENTIALS_DIRECTORY": str(layout.etc_dir / "credentials")})
+    assert config.ui.token == "tok-123" and "tok-123" not in to_toml(config)

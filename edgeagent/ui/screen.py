@@ -11,6 +11,7 @@ import logging
 from edgeagent.config import Config
 from edgeagent.fleet.control import DeviceControl
 from edgeagent.fleet.device import DeviceState
+from edgeagent.ui.access import is_loopback
 from edgeagent.ui.feed import Feed
 
 log = logging.getLogger("edgeagent.ui")
@@ -40,6 +41,9 @@ async def start_screen(config: Config, controls: DeviceControl, device_state: De
     except OSError as exc:
         log.error("kiosk page off: cannot listen on %s port %d: %s", config.ui.listen, config.ui.port, exc)
         return None
+    if not is_loopback(config.ui.listen) and not config.ui.token:
+        log.warning("the kiosk page listens on %s without ui.token: its controls work on the device's own screen only",
+                    config.ui.listen)
     device_state.observers.append(feed.publish_device)
     feed.publish_device(device_state.fields())
     return server
