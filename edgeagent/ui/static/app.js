@@ -13,6 +13,7 @@ const view = {
   muted: false,
   micOk: true,
   controls: false,
+  tokenSet: false,
   text: true,
   wakeWords: [],
   exchanges: new Map(),   // turn id -> {el, user, agent: [finished segments], live: current segment}
@@ -78,6 +79,7 @@ const HANDLERS = {
   hello(msg) {
     $("offline").hidden = true;
     view.controls = msg.controls;
+    view.tokenSet = msg.token_set;
     view.text = msg.text;
     view.wakeWords = msg.wake_words || [];
     view.clockOffset = msg.server_time - Date.now() / 1000;
@@ -217,7 +219,10 @@ function drawControls() {
   mute.setAttribute("aria-pressed", String(view.muted));
   mute.textContent = view.muted ? "Unmute" : "Mute";
   for (const id of ["volume", "volume-down", "volume-up"]) $(id).disabled = !view.controls;
-  if (!view.controls) $("notice").textContent = "Controls need the access token.";
+  if (!view.controls) {
+    $("notice").textContent = view.tokenSet ? "The controls need the access token (open the page with ?token=…)."
+      : "The controls work on the device's own screen only.";
+  }
 }
 
 let timerTick = null;
