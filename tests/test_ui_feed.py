@@ -136,3 +136,15 @@ def test_the_access_token_is_provisioned_as_a_credential_and_never_shown(tmp_pat
     assert "tok-123" not in (layout.etc_dir / "config.toml").read_text()
     config = load_config(layout.etc_dir / "config.toml", env={"CREDENTIALS_DIRECTORY": str(layout.etc_dir / "credentials")})
     assert config.ui.token == "tok-123" and "tok-123" not in to_toml(config)
+
+
+def test_the_fleet_cannot_move_or_open_the_page(tmp_path):
+    """Where the page listens and its token are local facts, like the device id (the trust model)."""
+    from edgeagent.config import load_config
+    from edgeagent.fleet.remote_config import RemoteConfig
+
+    remote = RemoteConfig(load_config(None, env={}), tmp_path)
+    for desired in ({"ui": {"listen": "0.0.0.0"}}, {"ui": {"enabled": True}}, {"ui": {"token": "x"}}):
+        assert remote.handle(json.dumps(desired).encode()) is None
+        assert remote.last_error["key"] == "ui" and "local config" in remote.last_error["reason"]
+    assert remote.current.ui.listen == "127.0.0.1" and not remote.current.ui.enabled
