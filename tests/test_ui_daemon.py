@@ -21,6 +21,7 @@ import pytest
 from benchmarks.stats import percentiles
 from edgeagent.audio.wav import read_audio
 from edgeagent.tts.chunker import speakable
+from edgeagent.ui.kiosk import wait_for_page
 from tests.conftest import REPO, free_port
 from tests.fleet_support import Watcher, device_config
 from tests.speech import espeak_wav, piper_wav
@@ -125,6 +126,7 @@ def test_the_page_follows_a_real_conversation_barge_in_mute_and_tap_to_speak(tmp
     story, interruption = piper_wav("Tell me a long story about a dragon and a knight."), espeak_wav("What is two plus two?")
     try:
         with chromium(tmp_path / "profile") as driver:
+            assert wait_for_page(f"http://127.0.0.1:{port}/", timeout_s=60), log_path.read_text()[-2000:]
             driver.get(f"http://127.0.0.1:{port}/")  # served before the models load
             wait_for(driver, "document.body.dataset.stream", 60, what="the page's event stream")
             driver.execute_script(RECORD_STATES)
