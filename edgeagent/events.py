@@ -74,6 +74,14 @@ class BargeIn(Event):
     source: str  # stop_word | vad
 
 
+@dataclass(frozen=True)
+class MicrophoneStatus(Event):
+    """The microphone opened (``ok``), or is missing / was lost and is being retried (``detail``)."""
+
+    ok: bool
+    detail: str = ""
+
+
 # ---------------------------------------------------------------- the LLM router -> the reply path
 
 
@@ -93,7 +101,8 @@ class LlmToken(Event):
 
 # ---------------------------------------------------------------- the reply path -> the turn controller
 # One reply reports, in order: LlmRouted (one, or two after a failover), FirstToken, ChunkQueued per
-# speakable chunk, FirstSynth, FirstAudio, Heard, then exactly one of ReplyDone / ReplyFailed.
+# speakable chunk, FirstSynth, FirstAudio, Spoken as playback goes on, Heard, then exactly one of
+# ReplyDone / ReplyFailed.
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,17 @@ class FirstSynth(Event):
 @dataclass(frozen=True)
 class FirstAudio(Event):
     """The reply's first sample reached the speaker (``t``: when it started playing)."""
+
+
+@dataclass(frozen=True)
+class Spoken(Event):
+    """Captions: the reply's words the listener has heard so far, following playback (not generation):
+    the sentence being played is revealed word by word as its audio plays.  ``stopped``: the voice
+    was cut off here (barge-in, cancel), so this is where the caption ends."""
+
+    text: str
+    played_ms: float
+    stopped: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,4 +166,21 @@ class ReplyFailed(Event):
     tokens: int = 0
 
 
-ReplyEvent = LlmRouted | FirstToken | ChunkQueued | FirstSynth | FirstAudio | Heard | ReplyDone | ReplyFailed
+ReplyEvent = LlmRouted | FirstToken | ChunkQueued | FirstSynth | FirstAudio | Spoken | Heard | ReplyDone | ReplyFailed
+
+
+# ---------------------------------------------------------------- skills -> whoever shows them (the kiosk's screen)
+
+
+@dataclass(frozen=True)
+class RunningTimer:
+    id: str
+    label: str  # as the user would name it: "pasta timer", "10 minute timer", "alarm"
+    ends_at: float  # wall clock (epoch seconds): a screen counts down to it, a reboot does not move it
+
+
+@dataclass(frozen=True)
+class TimersChanged(Event):
+    """The timers and alarms now running, soonest first; published by the timers skill on every change."""
+
+    timers: tuple[RunningTimer, ...] = ()
