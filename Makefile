@@ -7,7 +7,7 @@ BIN         := $(VENV)/bin
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3-venv python3-dev build-essential cmake pkg-config portaudio19-dev \
                 libsystemd-dev espeak-ng mosquitto mosquitto-clients sox alsa-utils libasound2-plugins \
-                systemd openssl libgomp1 chromium chromium-driver cage xwayland
+                systemd openssl libgomp1 chromium chromium-driver cage xwayland postgresql prometheus
 PYTEST_ARGS ?= -q
 
 .PHONY: install apt venv models test run bench bench-stages eval-wake doctor clean distclean install-service uninstall-service image image-amd64 image-deps test-image
