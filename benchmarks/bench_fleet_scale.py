@@ -172,6 +172,11 @@ def run_load(broker: Broker, pg_url: str, workdir: Path, args: argparse.Namespac
           "(publisher clock to PostgreSQL commit timestamp; includes c1's share waiting at the broker while it was down)")
     print(f"publish -> commit delay before the kill (both collectors up): P50 {steady[0]:.0f} ms  P90 {steady[1]:.0f} ms",
           flush=True)
+    t0 = time.monotonic()
+    text = second.metrics()
+    series = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+    print(f"metrics scrape of one collector: {len(text) / 1e6:.1f} MB, {series} series "
+          f"({args.devices} devices x per-device histograms), {time.monotonic() - t0:.2f} s", flush=True)
     for c in (first, second):
         c.stop()
     return stored

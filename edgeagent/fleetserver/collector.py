@@ -51,6 +51,7 @@ class _Pending:
 
 
 _STOP = object()
+SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT reason code
 
 
 class Collector:
@@ -125,7 +126,10 @@ class Collector:
 
     def _on_disconnect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self._backoff.arm(client)
-        if self.connected.is_set() and not self._closing:
+        if getattr(reason, "value", None) == SESSION_TAKEN_OVER:
+            log.error("collector: another client connected with our client id %r and took the session over: "
+                      "give every collector its own --client-id", self.settings.client_id)
+        elif self.connected.is_set() and not self._closing:
             log.warning("collector: disconnected (%s); reconnecting", reason)
         self.connected.clear()
 

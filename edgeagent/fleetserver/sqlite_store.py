@@ -89,22 +89,27 @@ class SqliteStore(Store):
             where.append("device_id = ?")
             params.append(device)
         outside = 0
-        if since is not None:
-            outside = self.conn.execute(" ".join(["SELECT count(*) FROM turns WHERE started_at < ?",
-                                                  *(f"AND {w}" for w in where)]), [since, *params]).fetchone()[0]
-            where.append("started_at >= ?")
-            params.append(since)
-        sql = f"SELECT device_id, {', '.join(STAGES)} FROM turns" + (" WHERE " + " AND ".join(where) if where else "")
-        series: dict[str, dict[str, list[float]]] = {}
-        turns = 0
-        for row in self.conn.execute(sql, params):
-            turns += 1
-            per_stage = series.get(row[0])
-            if per_stage is None:
-                per_stage = series[row[0]] = {stage: [] for stage in STAGES}
-            for stage, value in zip(STAGES, row[1:]):
-                if value is not None:
-                    per_stage[stage].append(value)
+        self.conn.execute("BEGIN")  # one snapshot for the count and the values (WAL: readers never block)
+        try:
+            if since is not None:
+                outside = self.conn.execute(" ".join(["SELECT count(*) FROM turns WHERE started_at < ?",
+                                                      *(f"AND {w}" for w in where)]), [since, *params]).fetchone()[0]
+                where.append("started_at >= ?")
+                params.append(since)
+            sql = (f"SELECT device_id, {', '.join(STAGES)} FROM turns"
+                   + (" WHERE " + " AND ".join(where) if where else ""))
+            series: dict[str, dict[str, list[float]]] = {}
+            turns = 0
+            for row in self.conn.execute(sql, params):
+                turns += 1
+                per_stage = series.get(row[0])
+                if per_stage is None:
+                    per_stage = series[row[0]] = {stage: [] for stage in STAGES}
+                for stage, value in zip(STAGES, row[1:]):
+                    if value is not None:
+                        per_stage[stage].append(value)
+        finally:
+            self.conn.execute("COMMIT")
         return Summary(turns, 0, outside, len(series), series_stats(series))
 
     def close(self) -> None:
