@@ -55,7 +55,7 @@ bench-stages: install ## each stage's own benchmark in benchmarks/ (P50/P90, RTF
 	@for f in benchmarks/bench_*.py; do m=$$(basename $$f .py); echo "== $$m"; $(BIN)/python -m benchmarks.$$m || exit 1; done
 
 bench-fleet: install ## fleet at scale: 2,000 devices -> mosquitto -> 2 collectors (one SIGKILLed) -> PostgreSQL; stats over 1 M turns
-	$(BIN)/python benchmarks/bench_fleet_scale.py $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.bench_fleet_scale $(BENCH_ARGS)
 
 clean:
 	rm -rf .pytest_cache build *.egg-info .state out

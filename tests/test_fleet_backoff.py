@@ -12,7 +12,7 @@ from edgeagent.config import load_config
 from edgeagent.fleet.backoff import JitteredBackoff
 from edgeagent.fleet.device import StandaloneDevice
 from edgeagent.fleet.link import FleetLink
-from tests.fleet_support import broker, device_config  # noqa: F401
+from tests.fleet_support import device_config
 
 
 def test_delays_are_random_within_a_doubling_window_and_reset_on_connect():
@@ -31,7 +31,7 @@ def test_delays_are_random_within_a_doubling_window_and_reset_on_connect():
     assert max(late) <= 60.0 and statistics.median(late) > 20
 
 
-def test_links_reconnect_spread_out_after_a_broker_restart(tmp_path, broker):  # noqa: F811
+def test_links_reconnect_spread_out_after_a_broker_restart(tmp_path, broker):
     configs = [load_config(device_config(tmp_path, broker, f"spk{n}")) for n in range(12)]
 
     async def scenario() -> list[float]:

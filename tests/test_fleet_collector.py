@@ -13,7 +13,7 @@ from edgeagent.fleetserver.settings import CollectorSettings
 from edgeagent.fleetserver.store import open_store
 from tests.collector_support import (COLLECTOR, CollectorProcess, add_login, db_url, make_trace, metric,  # noqa: F401
                                      pg_server, pg_url, publish_all, scrape, trace_message, wait_for)
-from tests.fleet_support import Watcher, broker  # noqa: F401
+from tests.fleet_support import Watcher
 
 
 def counts(url: str) -> dict[str, int]:
@@ -24,13 +24,13 @@ def counts(url: str) -> dict[str, int]:
         store.close()
 
 
-def device_login(broker, device: str) -> Watcher:  # noqa: F811
+def device_login(broker, device: str) -> Watcher:
     """A client logged in as the device itself: the ACL lets it publish only under its own prefix."""
     add_login(broker, device, f"pw-{device}")
     return Watcher(broker, [], user=(device, f"pw-{device}"))
 
 
-def in_process_collector(broker, url: str, **settings) -> Collector:  # noqa: F811
+def in_process_collector(broker, url: str, **settings) -> Collector:
     add_login(broker, *COLLECTOR)
     mqtt = MqttConfig(host="127.0.0.1", port=broker.port, username=COLLECTOR[0], password=COLLECTOR[1], keepalive_s=5)
     collector = Collector(mqtt, lambda: open_store(url), CollectorSettings(client_id="test-collector", **settings))
@@ -84,7 +84,7 @@ def test_stores_turns_once_keeps_rejects_tracks_status_and_serves_metrics(broker
         collector.metrics.close()
 
 
-def test_traces_published_while_no_collector_runs_wait_for_it(broker, tmp_path):  # noqa: F811
+def test_traces_published_while_no_collector_runs_wait_for_it(broker, tmp_path):
     url = f"sqlite:///{tmp_path}/fleet.db"
     collector = CollectorProcess(broker, url, tmp_path, "c1").start()
     assert collector.stop() == 0 and "stopped; not connected; stored 0" in collector.log()  # SIGTERM: clean exit
@@ -99,7 +99,7 @@ def test_traces_published_while_no_collector_runs_wait_for_it(broker, tmp_path):
     assert "session resumed" in collector.log()
 
 
-def test_a_collector_killed_before_its_commit_loses_nothing(broker, tmp_path):  # noqa: F811
+def test_a_collector_killed_before_its_commit_loses_nothing(broker, tmp_path):
     url = f"sqlite:///{tmp_path}/fleet.db"
     collector = CollectorProcess(broker, url, tmp_path, "c1").start()
     blocker = sqlite3.connect(tmp_path / "fleet.db", isolation_level=None)
@@ -161,3 +161,19 @@ def test_database_outage_holds_messages_unacknowledged_until_it_is_back(broker, 
     finally:
         cellar.close()
         collector.stop()
+
+
+def test_fleet_wide_histograms_instead_of_per_device_ones():
+    from prometheus_client import generate_latest
+
+    from edgeagent.fleetserver.metrics import ALL_DEVICES, Metrics
+    from edgeagent.fleetserver.traces import parse_message
+
+    metrics = Metrics(device_histograms=False)
+    turns = [parse_message(*trace_message(make_trace(f"dev{n}", n))).turn for n in range(3)]
+    metrics.stored(turns)
+    text = generate_latest(metrics.registry).decode()
+    assert metric(text, "edgeagent_turn_ttfa_seconds_count", device=ALL_DEVICES) == 3
+    assert metric(text, "edgeagent_turn_ttfa_seconds_count", device="dev1") is None
+    assert metric(text, "edgeagent_turns_total", device="dev1", outcome="answered") == 1  # outcomes stay per device
+

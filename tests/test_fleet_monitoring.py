@@ -16,8 +16,8 @@ import urllib.request
 import pytest
 
 from tests.collector_support import make_trace, publish_all, scrape, trace_message, wait_for
-from tests.conftest import REPO, free_port
-from tests.fleet_support import Watcher, broker  # noqa: F401
+from benchmarks.broker import REPO, free_port
+from tests.fleet_support import Watcher
 from tests.test_fleet_collector import in_process_collector
 
 PROMETHEUS = REPO / "deploy" / "prometheus"
@@ -95,7 +95,7 @@ def _turns(batch: int) -> list[tuple[str, bytes]]:
 
 
 @needs_prometheus
-def test_prometheus_scraping_the_collector_answers_every_dashboard_query(broker, tmp_path):  # noqa: F811
+def test_prometheus_scraping_the_collector_answers_every_dashboard_query(broker, tmp_path):
     collector = in_process_collector(broker, f"sqlite:///{tmp_path}/fleet.db")
     metrics_port = collector.metrics.serve(0)
     publisher = Watcher(broker, [])

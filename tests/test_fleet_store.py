@@ -16,7 +16,7 @@ from edgeagent.fleetserver import migrations
 from edgeagent.fleetserver.store import StoreError, open_store
 from edgeagent.fleetserver.traces import COLUMNS, Parsed, TurnRow, parse_message
 from tests.collector_support import db_url, make_trace, pg_server, pg_url  # noqa: F401
-from tests.conftest import REPO
+from benchmarks.broker import REPO
 
 TOPIC = "edgeagent/porch/telemetry/turn"
 

@@ -39,6 +39,8 @@ def add_collect_parser(actions: argparse._SubParsersAction) -> None:
                    help="wait this long for more messages before committing a batch")
     p.add_argument("--metrics-port", type=int, default=9464, help="Prometheus /metrics port (0: any free port, -1: off)")
     p.add_argument("--metrics-host", default="127.0.0.1", help="address to serve metrics on")
+    p.add_argument("--no-device-histograms", action="store_true",
+                   help="one set of latency histograms for the fleet instead of one per device (~55 series a device)")
     p.add_argument("--duration", type=float, help="stop after this many seconds (default: until SIGTERM)")
 
 
@@ -54,7 +56,7 @@ def run_collect(args: argparse.Namespace, broker: MqttConfig) -> int:
     from edgeagent.fleetserver.settings import CollectorSettings
     from edgeagent.fleetserver.metrics import Metrics
     from edgeagent.fleetserver.store import StoreError, open_store
-    from edgeagent.service import notify
+    from edgeagent.runtime.service import notify
 
     url = database_url(args.db)
     if args.batch_size < 1 or args.batch_wait < 0:
@@ -62,7 +64,7 @@ def run_collect(args: argparse.Namespace, broker: MqttConfig) -> int:
     settings = CollectorSettings(group=args.group, client_id=args.client_id, session_expiry_s=args.session_expiry,
                                  batch_size=args.batch_size, batch_wait_s=args.batch_wait,
                                  receive_maximum=max(4 * args.batch_size, 100))
-    metrics = Metrics()
+    metrics = Metrics(device_histograms=not args.no_device_histograms)
     collector = Collector(broker, lambda: open_store(url), settings, metrics)
     try:
         collector.start()

@@ -1,4 +1,4 @@
-"""A real PostgreSQL server for the fleet-server tests and the scale benchmark.
+"""A real PostgreSQL server for the fleet-server tests and the scale benchmark (bench_fleet_scale).
 
 Debian's ``postgresql`` package brings the binaries (``/usr/lib/postgresql/<version>/bin``); the
 server runs from a fresh ``initdb`` in a temp dir on a free loopback port.  PostgreSQL refuses to
@@ -17,7 +17,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from tests.conftest import free_port
+from benchmarks.broker import free_port
 
 # durable=False (tests): no fsync, the data is thrown away anyway; the benchmark keeps the defaults
 FAST = ("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
