@@ -60,56 +60,49 @@ def test_text_and_unknown_fields_are_kept_as_extra():
     assert json.loads(parsed.turn.extra) == {"transcript": "what time is it", "future": [1]}
 
 
-def test_schema_migrates_once_and_matches_the_columns(db_url):  # noqa: F811
-    store = open_store(db_url)
-    try:
-        assert store.version() == migrations.LATEST
-        assert store.migrate() == []  # a second collector starting finds nothing to do
-        row = store._execute("SELECT * FROM turns LIMIT 0")
-        cursor = getattr(store, "conn").execute("SELECT * FROM turns LIMIT 0")
-        names = [d[0] for d in cursor.description]
-        assert names == [*COLUMNS, "stored_at"] and row == []
-    finally:
-        store.close()
+@pytest.fixture
+def store(db_url):  # noqa: F811
+    """A migrated fleet database, on SQLite and on PostgreSQL."""
+    opened = open_store(db_url)
+    yield opened
+    opened.close()
 
 
-def test_writes_are_idempotent_statuses_newest_wins_rejects_keep_the_payload(db_url):  # noqa: F811
-    store = open_store(db_url)
-    try:
-        first = [msg(make_trace("porch", n)) for n in range(5)]
-        assert [r.turn_id for r in store.write(first)] == [f"porch-{n}" for n in range(5)]
-        again = [msg(make_trace("porch", 4)), msg(make_trace("porch", 5)), msg(make_trace("porch", 5)),
-                 msg(b"garbage"), parse_message("edgeagent/porch/status", b"offline",
-                                                 datetime(2026, 12, 1, 10, 0, 1, tzinfo=timezone.utc)),
-                 parse_message("edgeagent/porch/status", b"online", datetime(2026, 12, 1, 10, 0, 2, tzinfo=timezone.utc))]
-        assert [r.turn_id for r in store.write(again)] == ["porch-5"]  # redeliveries change nothing
-        stale = parse_message("edgeagent/porch/status", b"offline", datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc))
-        store.write([stale])  # an older status arriving late does not win
-        assert store.counts() == {"turns": 6, "devices": 1, "rejects": 1}
-        assert store.devices() == {"porch": "online"}
-        [(topic, reason, payload)] = store.rejects()
-        assert topic == TOPIC and reason.startswith("not JSON") and payload == b"garbage"
-        stored = store._execute("SELECT ttfa_ms, llm_tokens, barge_in, extra FROM turns WHERE turn_id = %s",
-                                ("porch-3",))
-        assert stored[0][:3] == (903.0, 31, False) and stored[0][3] is None
-    finally:
-        store.close()
+def test_schema_migrates_once_and_matches_the_columns(store):
+    assert store.version() == migrations.LATEST
+    assert store.migrate() == []  # a second collector starting finds nothing to do
+    cursor = store.conn.execute("SELECT * FROM turns LIMIT 0")
+    assert [d[0] for d in cursor.description] == [*COLUMNS, "stored_at"]
 
 
-def test_a_row_the_database_refuses_becomes_a_reject_and_the_rest_are_stored(db_url):  # noqa: F811
-    store = open_store(db_url)
-    try:
-        good = [msg(make_trace("porch", n)) for n in range(3)]
-        bad = msg(make_trace("porch", 9))
-        row = bad.turn
-        # past our own checks (as a future schema bug might be): a NOT NULL column left empty
-        bad.turn = TurnRow(row.turn_id, row.device_id, row.started_at, None, row.optional, row.extra)  # type: ignore[arg-type]
-        new = store.write([good[0], bad, *good[1:]])
-        assert sorted(r.turn_id for r in new) == ["porch-0", "porch-1", "porch-2"]
-        assert bad.reason.startswith("database refused it") and bad.turn is None
-        assert store.counts() == {"turns": 3, "devices": 0, "rejects": 1}
-    finally:
-        store.close()
+def test_writes_are_idempotent_statuses_newest_wins_rejects_keep_the_payload(store):
+    first = [msg(make_trace("porch", n)) for n in range(5)]
+    assert [r.turn_id for r in store.write(first)] == [f"porch-{n}" for n in range(5)]
+    again = [msg(make_trace("porch", 4)), msg(make_trace("porch", 5)), msg(make_trace("porch", 5)),
+             msg(b"garbage"), parse_message("edgeagent/porch/status", b"offline",
+                                             datetime(2026, 12, 1, 10, 0, 1, tzinfo=timezone.utc)),
+             parse_message("edgeagent/porch/status", b"online", datetime(2026, 12, 1, 10, 0, 2, tzinfo=timezone.utc))]
+    assert [r.turn_id for r in store.write(again)] == ["porch-5"]  # redeliveries change nothing
+    stale = parse_message("edgeagent/porch/status", b"offline", datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc))
+    store.write([stale])  # an older status arriving late does not win
+    assert store.counts() == {"turns": 6, "devices": 1, "rejects": 1}
+    assert store.devices() == {"porch": "online"}
+    [(topic, reason, payload)] = store.rejects()
+    assert topic == TOPIC and reason.startswith("not JSON") and payload == b"garbage"
+    stored = store._execute("SELECT ttfa_ms, llm_tokens, barge_in, extra FROM turns WHERE turn_id = %s", ("porch-3",))
+    assert stored[0][:3] == (903.0, 31, False) and stored[0][3] is None
+
+
+def test_a_row_the_database_refuses_becomes_a_reject_and_the_rest_are_stored(store):
+    good = [msg(make_trace("porch", n)) for n in range(3)]
+    bad = msg(make_trace("porch", 9))
+    row = bad.turn
+    # past our own checks (as a future schema bug might be): a NOT NULL column left empty
+    bad.turn = TurnRow(row.turn_id, row.device_id, row.started_at, None, row.optional, row.extra)  # type: ignore[arg-type]
+    new = store.write([good[0], bad, *good[1:]])
+    assert sorted(r.turn_id for r in new) == ["porch-0", "porch-1", "porch-2"]
+    assert bad.reason.startswith("database refused it") and bad.turn is None
+    assert store.counts() == {"turns": 3, "devices": 0, "rejects": 1}
 
 
 def _traces(devices: int, turns: int) -> list[dict]:
