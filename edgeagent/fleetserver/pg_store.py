@@ -23,6 +23,19 @@ _MIGRATION_LOCK = 0x6564_6765  # pg_advisory_xact_lock key: "edge"
 STATS_WORK_MEM = "256MB"
 
 
+def _stats_queries(where: str) -> list[str]:
+    """Fleet-wide (two halves of the stages) and per device (two halves of the devices, by hash;
+    grouped in byte order, which is fast in any database locale): count and P50/P90 of each stage."""
+    def aggregates(stages: tuple[str, ...]) -> str:
+        return ", ".join(f"count({s}), percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY {s})" for s in stages)
+
+    half = len(STAGES) // 2 + 1
+    fleet = [f"SELECT count(*), {aggregates(part)} FROM turns WHERE {where}" for part in (STAGES[:half], STAGES[half:])]
+    devices = [f'SELECT device_id COLLATE "C", {aggregates(STAGES)} FROM turns WHERE {where} '
+               f"AND (hashtext(device_id) & 1) = {k} GROUP BY 1" for k in (0, 1)]
+    return fleet + devices
+
+
 class PostgresStore(Store):
     dialect = migrations.POSTGRES
     transient = (psycopg.OperationalError,)
@@ -56,8 +69,6 @@ class PostgresStore(Store):
         if device:
             where.append("device_id = %s")
             params.append(device)
-        aggregates = ", ".join(f"count({s}), percentile_cont(ARRAY[0.5, 0.9]) WITHIN GROUP (ORDER BY {s})"
-                               for s in STAGES)
         with self.transaction():
             self._execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             self._execute(f"SET LOCAL work_mem = '{STATS_WORK_MEM}'")
@@ -67,23 +78,22 @@ class PostgresStore(Store):
                                         [*params, since])[0][0]
                 where.append("started_at >= %s")
                 params.append(since)
-            query = f"SELECT {{key}}, count(*), {aggregates} FROM turns WHERE {' AND '.join(where)} {{group}}"
-            # the fleet-wide sorts and the per-device ones on two server processes (two cores), in
-            # one snapshot so both see the same turns
+            queries = _stats_queries(" AND ".join(where))
+            # PostgreSQL runs no ordered-set aggregate in parallel: four server processes share the
+            # sorts instead, in one exported snapshot so that all four see the same turns
             snapshot = self._execute("SELECT pg_export_snapshot()")[0][0]
-            with ThreadPoolExecutor(1) as pool:
-                fleet = pool.submit(self._in_snapshot, snapshot, query.format(key="NULL", group=""), params)
-                rows = self._execute(query.format(key="device_id", group="GROUP BY device_id ORDER BY device_id"),
-                                     params)
-                rows = fleet.result() + rows
+            with ThreadPoolExecutor(len(queries) - 1) as pool:
+                others = [pool.submit(self._in_snapshot, snapshot, sql, params) for sql in queries[1:]]
+                results = [self._execute(queries[0], params)] + [f.result() for f in others]
+        (fleet_a,), (fleet_b,), *per_device = results
+        rows = [(FLEET, fleet_a[1:] + fleet_b[1:])] + sorted((r[0], r[1:]) for part in per_device for r in part)
         stages: list[StageStats] = []
-        for n, row in enumerate(rows):
+        for name, values in rows:
             for k, stage in enumerate(STAGES):
-                count, quantiles = row[2 + 2 * k], row[3 + 2 * k]
+                count, quantiles = values[2 * k], values[2 * k + 1]
                 if count:
-                    stages.append(StageStats(row[0] if n else FLEET, stage, count,
-                                             round(quantiles[0], 1), round(quantiles[1], 1)))
-        return Summary(rows[0][1], 0, outside, len(rows) - 1, stages)
+                    stages.append(StageStats(name, stage, count, round(quantiles[0], 1), round(quantiles[1], 1)))
+        return Summary(fleet_a[0], 0, outside, len(rows) - 1, stages)
 
     def _in_snapshot(self, snapshot: str, sql: str, params: Sequence[Any]) -> list[tuple]:
         with psycopg.connect(self.url, autocommit=True) as conn, conn.transaction():
