@@ -10,7 +10,7 @@ import sqlite3
 from edgeagent.config import MqttConfig
 from edgeagent.fleetserver.collector import Collector
 from edgeagent.fleetserver.settings import CollectorSettings
-from edgeagent.fleetserver.store import open_store
+from edgeagent.fleetserver.database import open_store
 from tests.collector_support import (COLLECTOR, CollectorProcess, add_login, db_url, make_trace, metric,  # noqa: F401
                                      pg_server, pg_url, publish_all, scrape, trace_message, wait_for)
 from tests.fleet_support import Watcher

@@ -13,10 +13,11 @@ import pytest
 
 from edgeagent.fleet.stats import summarize
 from edgeagent.fleetserver import migrations
-from edgeagent.fleetserver.store import StoreError, open_store
+from edgeagent.fleetserver.database import open_store
+from edgeagent.fleetserver.store import StoreError
 from edgeagent.fleetserver.traces import COLUMNS, Parsed, TurnRow, parse_message
-from tests.collector_support import db_url, make_trace, pg_server, pg_url  # noqa: F401
 from benchmarks.broker import REPO
+from tests.collector_support import db_url, make_trace, pg_server, pg_url  # noqa: F401
 
 TOPIC = "edgeagent/porch/telemetry/turn"
 

@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any
 
-from edgeagent.fleetserver.cli import DB_ENV, add_collect_parser, db_summary, run_collect
+from edgeagent.cli.fleet_server import DB_ENV, add_collect_parser, db_summary, run_collect
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -105,5 +105,3 @@ class PostgresStore(Store):
     def close(self) -> None:
         self.conn.close()
 
-
-__all__ = ["PostgresStore", "StoreError"]

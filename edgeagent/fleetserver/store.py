@@ -157,26 +157,3 @@ class Store(ABC):
         """The latest rejects: (topic, reason, payload)."""
         return [(t, r, bytes(p)) for t, r, p in
                 self._execute("SELECT topic, reason, payload FROM rejects ORDER BY id DESC LIMIT %s", (limit,))]
-
-
-def open_store(url: str, migrate: bool = True) -> Store:
-    """``sqlite:///abs/path.db``, ``sqlite:relative.db`` or a path ending in .db/.sqlite;
-    ``postgresql://user@host:port/dbname`` (password from libpq's PGPASSWORD/PGPASSFILE).
-    ``migrate``: bring the schema up to date (the collector); else open an existing database only."""
-    if url.startswith(("postgresql://", "postgres://")):
-        from edgeagent.fleetserver.pg_store import PostgresStore
-
-        store: Store = PostgresStore(url)
-    elif url.startswith("sqlite:") or url.endswith((".db", ".sqlite", ".sqlite3")):
-        from edgeagent.fleetserver.sqlite_store import SqliteStore
-
-        store = SqliteStore(url, create=migrate)
-    else:
-        raise StoreError(f"database {url!r}: use sqlite:///path/fleet.db or postgresql://user@host/dbname")
-    if migrate:
-        try:
-            store.migrate()
-        except BaseException:
-            store.close()
-            raise
-    return store

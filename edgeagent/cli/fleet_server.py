@@ -1,4 +1,4 @@
-"""The server-side verbs of ``edgeagent fleet``: ``collect`` and ``stats --db``.
+"""The server-side verbs of ``edgeagent fleet`` (edgeagent.fleetserver): ``collect`` and ``stats --db``.
 
 Kept apart from the operator's MQTT verbs; heavy imports (psycopg, prometheus_client) happen
 inside the handlers so ``edgeagent --help`` stays instant.
@@ -53,9 +53,10 @@ def database_url(flag: str | None) -> str:
 
 def run_collect(args: argparse.Namespace, broker: MqttConfig) -> int:
     from edgeagent.fleetserver.collector import Collector
-    from edgeagent.fleetserver.settings import CollectorSettings
+    from edgeagent.fleetserver.database import open_store
     from edgeagent.fleetserver.metrics import Metrics
-    from edgeagent.fleetserver.store import StoreError, open_store
+    from edgeagent.fleetserver.settings import CollectorSettings
+    from edgeagent.fleetserver.store import StoreError
     from edgeagent.runtime.service import notify
 
     url = database_url(args.db)
@@ -101,7 +102,8 @@ def _status_line(c: dict[str, int], connected: bool) -> str:
 def db_summary(flag: str | None, window: timedelta | None, device: str | None) -> Summary:
     """``fleet stats --db``: read-only; a database the collector never created is an error, not a new file."""
     from edgeagent.fleet.operator import FleetError
-    from edgeagent.fleetserver.store import StoreError, open_store
+    from edgeagent.fleetserver.database import open_store
+    from edgeagent.fleetserver.store import StoreError
 
     try:
         store = open_store(database_url(flag), migrate=False)
