@@ -5,12 +5,16 @@ collector is stopped, SIGKILLed with uncommitted messages, or its database goes 
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
+import subprocess
+import sys
 
+from benchmarks.broker import REPO
 from edgeagent.config import MqttConfig
 from edgeagent.fleetserver.collector import Collector
-from edgeagent.fleetserver.settings import CollectorSettings
 from edgeagent.fleetserver.database import open_store
+from edgeagent.fleetserver.settings import CollectorSettings
 from tests.collector_support import (COLLECTOR, CollectorProcess, add_login, db_url, make_trace, metric,  # noqa: F401
                                      pg_server, pg_url, publish_all, scrape, trace_message, wait_for)
 from tests.fleet_support import Watcher
@@ -177,3 +181,22 @@ def test_fleet_wide_histograms_instead_of_per_device_ones():
     assert metric(text, "edgeagent_turn_ttfa_seconds_count", device="dev1") is None
     assert metric(text, "edgeagent_turns_total", device="dev1", outcome="answered") == 1  # outcomes stay per device
 
+
+
+def test_a_collector_that_cannot_start_says_why(broker, tmp_path):
+    def collect(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "edgeagent", "fleet", "--host", "127.0.0.1", "--port",
+                               str(broker.port), "collect", "--duration", "1", *args], cwd=REPO, capture_output=True,
+                              text=True, timeout=60)
+
+    no_db = collect("--db", "postgresql://nobody@127.0.0.1:1/fleet", "--metrics-port", "-1")
+    assert no_db.returncode == 1 and "cannot connect to PostgreSQL" in no_db.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = collect("--db", f"sqlite:///{tmp_path}/fleet.db", "--metrics-port", str(busy.getsockname()[1]))
+    assert taken.returncode == 1 and "cannot serve metrics on 127.0.0.1:" in taken.stderr
+    away = subprocess.run([sys.executable, "-m", "edgeagent", "fleet", "--host", "127.0.0.1", "--port", "1", "collect",
+                           "--duration", "2", "--db", f"sqlite:///{tmp_path}/fleet.db", "--metrics-port", "-1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert away.returncode == 0 and away.stderr.count("cannot reach the broker at 127.0.0.1:1") == 1

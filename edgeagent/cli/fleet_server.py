@@ -66,19 +66,25 @@ def run_collect(args: argparse.Namespace, broker: MqttConfig) -> int:
                                  batch_size=args.batch_size, batch_wait_s=args.batch_wait,
                                  receive_maximum=max(4 * args.batch_size, 100))
     metrics = Metrics(device_histograms=not args.no_device_histograms)
+    try:
+        if args.metrics_port >= 0:
+            port = metrics.serve(args.metrics_port, args.metrics_host)
+            log.info("collector: metrics on http://%s:%d/metrics", args.metrics_host, port)
+    except OSError as exc:
+        print(f"edgeagent fleet collect: cannot serve metrics on {args.metrics_host}:{args.metrics_port}: {exc}",
+              file=sys.stderr)
+        return 1
     collector = Collector(broker, lambda: open_store(url), settings, metrics)
     try:
         collector.start()
     except StoreError as exc:
+        metrics.close()
         print(f"edgeagent fleet collect: {exc}", file=sys.stderr)
         return 1
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_a: stop.set())
     try:
-        if args.metrics_port >= 0:
-            port = metrics.serve(args.metrics_port, args.metrics_host)
-            log.info("collector: metrics on http://%s:%d/metrics", args.metrics_host, port)
         log.info("collector: %s -> %s", ", ".join(collector.subscriptions), url.split("://")[0])
         notify("READY=1")
         deadline = None if args.duration is None else time.monotonic() + args.duration

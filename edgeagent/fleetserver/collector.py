@@ -75,6 +75,8 @@ class Collector:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._backoff = backoff.attach(self._client)
+        self._client.on_connect_fail = self._on_connect_fail
+        self._unreachable_logged = False
         self._writer = threading.Thread(target=self._write_loop, name="edgeagent-collector-writer", daemon=True)
         self._writer_store: Store | None = None
 
@@ -119,10 +121,18 @@ class Collector:
             return
         self._generation += 1
         self._backoff.reset()
+        self._unreachable_logged = False
         client.subscribe([(topic, SubscribeOptions(qos=1)) for topic in self.subscriptions])
         self.connected.set()
         log.info("collector: connected to %s:%s as %s (session %s)", self._broker.host, self._broker.port,
                  self.settings.client_id, "resumed" if flags.session_present else "new")
+
+    def _on_connect_fail(self, client: mqtt.Client, _userdata: Any) -> None:
+        self._backoff.arm(client)
+        if not self._unreachable_logged:  # once an outage, not every retry
+            self._unreachable_logged = True
+            log.warning("collector: cannot reach the broker at %s:%s; retrying with back-off",
+                        self._broker.host, self._broker.port)
 
     def _on_disconnect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self._backoff.arm(client)
