@@ -9,7 +9,7 @@ Units follow Prometheus convention (seconds); traces carry milliseconds.
 from __future__ import annotations
 
 import threading
-from typing import Iterable
+from typing import Any, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 
@@ -61,7 +61,7 @@ class Metrics:
         self.pending = Gauge("edgeagent_collector_pending", "Messages received, not yet committed", registry=r)
         self._lock = threading.Lock()
         self._status: dict[str, bool] = {}
-        self._seen: set[str] = set()
+        self._by_device_children: dict[str, tuple[dict[str, Any], list[tuple[str, Any]]]] = {}
         self._server = None
 
     def serve(self, port: int, host: str = "127.0.0.1") -> int:
@@ -76,15 +76,14 @@ class Metrics:
 
     def stored(self, turns: Iterable[TurnRow]) -> None:
         for turn in turns:
-            self._device(turn.device_id)
-            self.turns.labels(turn.device_id, turn.outcome).inc()
-            for name, field in STAGE_METRICS.items():
+            outcomes, stages = self._children(turn.device_id)
+            outcomes[turn.outcome].inc()
+            for field, histogram in stages:
                 value = turn.get(field)
                 if value is not None:
-                    self.stages[name].labels(turn.device_id if self._by_device else ALL_DEVICES).observe(value / 1000.0)
+                    histogram.observe(value / 1000.0)
 
     def status(self, device: str, status: str) -> None:
-        self._device(device)
         online = status == "online"
         with self._lock:
             self._status[device] = online
@@ -92,9 +91,13 @@ class Metrics:
             self.devices_known.set(len(self._status))
         self.device_online.labels(device).set(1 if online else 0)
 
-    def _device(self, device: str) -> None:
-        """Every outcome's series exists from a device's first turn (rate() needs a zero to start from)."""
-        if device not in self._seen:
-            self._seen.add(device)
-            for outcome in OUTCOMES:
-                self.turns.labels(device, outcome)
+    def _children(self, device: str) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+        """A device's counter per outcome and (field, histogram) per stage, looked up once: every
+        outcome's series exists from its first turn (rate() needs a zero to start from)."""
+        children = self._by_device_children.get(device)
+        if children is None:
+            hist_label = device if self._by_device else ALL_DEVICES
+            children = self._by_device_children[device] = (
+                {outcome: self.turns.labels(device, outcome) for outcome in OUTCOMES},
+                [(field, self.stages[name].labels(hist_label)) for name, field in STAGE_METRICS.items()])
+        return children

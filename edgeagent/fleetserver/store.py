@@ -23,7 +23,7 @@ from edgeagent.fleetserver.traces import COLUMNS, Parsed, TurnRow
 log = logging.getLogger(__name__)
 
 ROWS_PER_STATEMENT = 1000  # 23 parameters a row: well under both databases' limits
-_INSERT_TURNS = (f"INSERT INTO turns ({', '.join(COLUMNS)}) VALUES {{rows}} "
+INSERT_TURNS = (f"INSERT INTO turns ({', '.join(COLUMNS)}) VALUES {{rows}} "
                  "ON CONFLICT (turn_id) DO NOTHING RETURNING turn_id")
 _UPSERT_DEVICE = ("INSERT INTO devices (device_id, status, status_at) VALUES (%s, %s, %s) "
                   "ON CONFLICT (device_id) DO UPDATE SET status = excluded.status, status_at = excluded.status_at "
@@ -132,13 +132,18 @@ class Store(ABC):
         for item in statuses.values():
             self._execute(_UPSERT_DEVICE, (item.device_id, item.status, self._ts(item.received_at)))
         rows = list(turns.values())
+        new = self._insert_turns(rows) if rows else set()
+        return [row for row in rows if row.turn_id in new]
+
+    def _insert_turns(self, rows: list[TurnRow]) -> set[str]:
+        """Insert what is not there yet; the turn ids inserted (multi-row statements: SQLite's fast path)."""
         new: set[str] = set()
         for start in range(0, len(rows), ROWS_PER_STATEMENT):
             chunk = rows[start:start + ROWS_PER_STATEMENT]
             placeholders = ", ".join(["(" + ", ".join(["%s"] * len(COLUMNS)) + ")"] * len(chunk))
             params = [v for row in chunk for v in self._row(row)]
-            new.update(turn_id for (turn_id,) in self._execute(_INSERT_TURNS.format(rows=placeholders), params))
-        return [row for row in rows if row.turn_id in new]
+            new.update(turn_id for (turn_id,) in self._execute(INSERT_TURNS.format(rows=placeholders), params))
+        return new
 
     def _row(self, row: TurnRow) -> tuple[Any, ...]:
         values = row.values()
