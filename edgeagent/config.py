@@ -233,6 +233,19 @@ class TelemetryConfig:
 
 
 @dataclass
+class UiConfig:
+    """The kiosk's screen (edgeagent.ui): a local page of state, captions and controls."""
+
+    enabled: bool = False  # serve the page
+    listen: str = "127.0.0.1"  # loopback: the device's own screen only; another address exposes it
+    port: int = bounded(8088, 1, 65535)
+    # needed for the controls (mute, volume, tap to speak) from anywhere but the device itself
+    token: str = secret()
+    token_file: str = ""
+    kiosk: bool = False  # also show the page full screen on the device's display (implies enabled)
+
+
+@dataclass
 class LogConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -251,6 +264,7 @@ class Config:
     intents: IntentsConfig = field(default_factory=IntentsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    ui: UiConfig = field(default_factory=UiConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property

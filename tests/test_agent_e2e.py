@@ -248,3 +248,28 @@ def test_fleet_config_changes_reach_the_running_stages(config, fresh, tmp_path, 
     # length_scale 1.5 speaks slower: more audio per character of the reply than the default voice
     assert remote[0]["speak_ms"] / len(remote[0]["heard_reply"]) > 1.2 * normal[0]["speak_ms"] / len(normal[0]["heard_reply"])
     assert fresh.router.cloud is None  # and back: the endpoint removed again
+
+
+def test_a_crash_of_the_embedded_llm_mid_answer_ends_that_turn_and_the_next_is_answered(config, fresh, tmp_path):
+    """SIGSEGV in llama.cpp while it answers: that turn's trace says so (and the user hears an apology),
+    the LLM process is restarted, the next question is answered, the voice loop never stopped."""
+    import os
+    import signal
+
+    fresh.router.local.max_tokens = 160
+    # the first sentence already synthesized still plays, then the apology: the next question waits for both
+    user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav("Tell me a long story about a dragon."),
+                        14.0, piper_wav("Okay Nabu."), 0.3, piper_wav("What is the capital of France?"), 2.0)
+    crashed = []
+
+    def crash_while_speaking(controller, change):
+        if change.new == AgentState.SPEAKING and not crashed:
+            crashed.append(fresh.router.local.worker.pid)
+            os.kill(crashed[0], signal.SIGSEGV)
+
+    stages, traces, _ = converse(config, fresh, user, tmp_path, on_state=crash_while_speaking)
+    assert [t["outcome"] for t in traces] == ["error", "answered"], [(t["outcome"], t["error"]) for t in traces]
+    assert "crashed (SIGSEGV)" in traces[0]["error"] and traces[0]["llm_backend"] == "local"
+    assert traces[1]["llm_backend"] == "local" and "capital" in traces[1]["transcript"].lower()
+    assert fresh.router.local.worker.pid != crashed[0] and fresh.router.local.worker.restarts >= 1
+    assert stages.controller.state == AgentState.IDLE

@@ -26,7 +26,7 @@ def test_missing_microphone_is_reported_retried_and_resumed(tmp_path, alsa_file_
 
         async def main():
             source = ResilientSource(lambda: PyAudioMicrophone("default", 20, stall_s=0.5),
-                                     on_status=lambda s: print("STATUS", s, flush=True), first_backoff_s=0.2)
+                                     on_status=lambda s: print("STATUS", s.detail, flush=True), first_backoff_s=0.2)
             got = []
             async for frame in source.frames():
                 got.append(frame)

@@ -365,3 +365,28 @@ def test_a_skill_that_fails_is_said_and_traced_not_hung(tmp_path, skills, matche
     (action,) = [e for e in events if isinstance(e, ActionDone)]
     assert action.done is False and "FileExistsError" in action.detail
     assert events[-1].text == FAILED and skills.timers.timers == []  # not said to be set, and not set
+
+
+def test_running_timers_are_published_for_the_screen_as_they_change(skills, matcher):
+    """The kiosk's screen shows the running timers (TimersChanged): at start, once set, once cancelled."""
+    from edgeagent.events import TimersChanged
+    from edgeagent.intents.replier import IntentReplier
+    from edgeagent.llm.conversation import Conversation
+    from edgeagent.turn.reply import ReplyPipeline
+
+    shown = []
+
+    async def main():
+        replier = IntentReplier(ReplyPipeline(None, Conversation(""), skills.volume.speaker), matcher, skills,
+                                load_config(None, env={}), on_event=lambda event, turn: shown.append(event))
+        clock = asyncio.create_task(replier.run_timers())
+        for text in ("Set a pasta timer for 5 minutes.", "Cancel the pasta timer."):
+            await asyncio.sleep(0.05)
+            [e async for e in replier.answer(text, "t").events()]
+        await asyncio.sleep(0.05)
+        clock.cancel()
+
+    asyncio.run(main())
+    assert all(isinstance(e, TimersChanged) for e in shown)
+    assert [[(t.label, t.ends_at - skills.timers.clock()) for t in e.timers] for e in shown] == [
+        [], [("pasta timer", 300.0)], []]

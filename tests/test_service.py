@@ -20,19 +20,20 @@ needs_systemd = pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="
 
 
 @needs_systemd
-def test_unit_verifies_and_scores_ok(tmp_path):
+@pytest.mark.parametrize("name, max_exposure", [("edgeagent.service", 3.9), ("edgeagent-collector.service", 2.0)])
+def test_unit_verifies_and_scores_ok(tmp_path, name, max_exposure):
     # verify needs ExecStart to exist: point it at this checkout's own edgeagent console script
     edgeagent = Path(sys.executable).with_name("edgeagent")
     assert edgeagent.exists(), "install the package (make install) first"
-    unit = tmp_path / "edgeagent.service"
-    unit.write_text(UNIT.read_text().replace("/opt/edgeagent/.venv/bin/edgeagent", str(edgeagent)))
+    unit = tmp_path / name
+    unit.write_text((REPO / "systemd" / name).read_text().replace("/opt/edgeagent/.venv/bin/edgeagent", str(edgeagent)))
     verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True)
-    problems = [l for l in verify.stderr.splitlines() if "edgeagent.service" in l]
+    problems = [l for l in verify.stderr.splitlines() if name in l]
     assert verify.returncode == 0 and not problems, verify.stderr
     security = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit)], capture_output=True, text=True)
-    score = re.search(r"Overall exposure level for edgeagent.service: ([\d.]+) (\w+)", security.stdout)
+    score = re.search(rf"Overall exposure level for {re.escape(name)}: ([\d.]+) (\w+)", security.stdout)
     assert score, security.stdout[-500:]
-    assert float(score.group(1)) <= 3.9 and score.group(2) in ("OK", "SAFE"), score.group(0)
+    assert float(score.group(1)) <= max_exposure and score.group(2) in ("OK", "SAFE"), score.group(0)
 
 
 NOTIFY_SCRIPT = textwrap.dedent("""

@@ -183,7 +183,7 @@ class ScriptedBargeIn:
         return BargeIn(t=frame.t, source="vad") if frame.index == self.script.barge_in_at else None
 
 
-def run(script: Script, follow_up_s: float = 0.0, before=lambda controller: None):
+def run(script: Script, follow_up_s: float = 0.0, before=lambda controller: None, on_event=lambda event, turn: None):
     """Feed the script's frames; ``before(controller)`` runs on the loop first.  (controller, states, traces, replier)"""
     config = load_config(env={})
     config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, follow_up_s=follow_up_s))
@@ -192,7 +192,7 @@ def run(script: Script, follow_up_s: float = 0.0, before=lambda controller: None
     controller = TurnController(
         config, wake=ScriptedWake(script), endpointer=ScriptedEndpointer(script),
         transcriber=ScriptedTranscriber(script), replier=replier, barge_in=ScriptedBargeIn(script),
-        publish_trace=traces.append, on_state=lambda change: states.append(change.new.value))
+        publish_trace=traces.append, on_state=lambda change: states.append(change.new.value), on_event=on_event)
     controller.set_muted(script.muted)
 
     async def frames():
@@ -291,3 +291,17 @@ def test_an_announcement_speaks_without_a_trace_and_is_refused_while_busy():
     assert accepted == [True, False]  # one thing at a time
     assert states == ["thinking", "speaking", "idle"]
     assert traces == [] and replier.announced == ["The timer is done."]
+
+
+def test_the_screen_sees_every_event_with_its_turn_even_a_reply_unwinding_after_a_barge_in():
+    seen: list[tuple[str, str, str]] = []  # (event, turn id, new state for StateChanged)
+    _, _, traces, _ = run(Script(wake_at=(5,), speech=(10, 30), speak_s=2.0, barge_in_at=45, frames=90),
+                          on_event=lambda event, turn: seen.append((type(event).__name__, turn,
+                                                                    getattr(getattr(event, "new", None), "value", ""))))
+    barged = traces[0].turn_id
+    mine = [kind for kind, turn, _ in seen if turn == barged]
+    assert mine == ["WakeDetected", "StateChanged", "StateChanged", "TranscriptFinal", "LlmRouted", "FirstToken",
+                    "ChunkQueued", "FirstSynth", "FirstAudio", "StateChanged", "BargeIn", "Heard", "ReplyDone"]
+    follow_up = next(i for i, (kind, turn, new) in enumerate(seen) if new == "listening" and turn not in ("", barged))
+    assert seen.index(("Heard", barged, "")) > follow_up  # reported after the next turn began, still as its own
+    assert ("StateChanged", "", "idle") in seen  # idle belongs to no turn

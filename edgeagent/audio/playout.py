@@ -23,8 +23,9 @@ from edgeagent.audio.convert import StreamResampler, resample
 from edgeagent.audio.frames import frame_samples
 from edgeagent.audio.sound import Sound
 from edgeagent.config import AudioConfig
-from edgeagent.events import ChunkQueued, Event, FirstAudio, FirstSynth, Heard
+from edgeagent.events import ChunkQueued, Event, FirstAudio, FirstSynth, Heard, Spoken
 from edgeagent.tts.base import Synthesizer
+from edgeagent.tts.captions import spoken_text
 
 HEARD_FRACTION = 0.5  # a chunk counts as heard once at least half of its audio has played
 
@@ -34,11 +35,13 @@ class _Chunk:
     text: str
     samples: int = 0  # at the sink rate
     played: int = 0
+    complete: bool = False  # synthesized in full: ``samples`` is its length
 
 
 class Speaker:
     """Speaks one reply at a time into ``sink`` (WavSink, PyAudioSpeaker, EchoTap, ...), reporting
-    ChunkQueued, FirstSynth and FirstAudio as they happen and returning what was Heard.
+    ChunkQueued, FirstSynth, FirstAudio and Spoken (captions, as playback goes) as they happen and
+    returning what was Heard.
 
     ``realtime=False`` writes as fast as audio is made (rendering to a file)."""
 
@@ -76,6 +79,7 @@ class Speaker:
         self._cancelled = asyncio.Event()
         self._synth_done = asyncio.Event()
         self._fade: asyncio.Task | None = None
+        self._caption = ""
 
     # ------------------------------------------------------------------ public
 
@@ -86,6 +90,8 @@ class Speaker:
         synth = asyncio.create_task(self._synthesize_all(chunks), name="tts-synth")
         try:
             await self._playout()
+            if not self._cancelled.is_set():
+                self._report_spoken(self._written)  # all of it: the sink plays what it holds
         finally:
             if not synth.done():
                 synth.cancel()
@@ -119,6 +125,7 @@ class Speaker:
         while not self._frames.empty():
             self._frames.get_nowait()
         self._queued = 0
+        self._report_spoken(self._written - self.sink.queued_samples, stopped=True)
         if len(fade):
             self._fade = asyncio.get_running_loop().create_task(self.sink.write(fade))
 
@@ -160,6 +167,7 @@ class Speaker:
                         self._synthesized = True
                         self._emit(FirstSynth(t=self.clock()))
                     self._enqueue(index, resampler.process(block))
+                self._chunks[index].complete = True
             if not self._cancelled.is_set():
                 self._enqueue(len(self._chunks) - 1, resampler.process(np.zeros(0, np.int16), last=True))
         finally:
@@ -233,6 +241,7 @@ class Speaker:
             self._written += len(frame)
             self._chunks[index].played += len(frame)
             sent_s += len(frame) / self.rate
+            self._report_spoken(self._written - self.sink.queued_samples)
 
     async def _next_frame(self) -> tuple[int, np.ndarray] | None:
         if not self._frames.empty():
@@ -279,6 +288,14 @@ class Speaker:
             take = min(chunk.played, -delta)
             chunk.played -= take
             delta += take
+
+    def _report_spoken(self, position: int, stopped: bool = False) -> None:
+        """Captions: the words heard by ``position`` (samples out of the speaker), when they change."""
+        text = spoken_text(((c.text, c.samples, c.complete) for c in self._chunks), position)
+        if text != self._caption or stopped:
+            self._caption = text
+            self._emit(Spoken(t=self.clock(), text=text, played_ms=round(1000.0 * max(0, position) / self.rate, 1),
+                              stopped=stopped))
 
     def _finished(self) -> Heard:
         heard = [c.text for c in self._chunks if c.text and c.samples and c.played >= HEARD_FRACTION * c.samples]

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import AsyncIterator, Callable
 
 from edgeagent.audio.base import AudioError
 from edgeagent.audio.frames import Frame
+from edgeagent.events import MicrophoneStatus
 
 log = logging.getLogger("edgeagent.audio")
 
 
 class ResilientSource:
-    def __init__(self, open_device: Callable[[], object], on_status: Callable[[str], None] = lambda s: None,
+    def __init__(self, open_device: Callable[[], object],
+                 on_status: Callable[[MicrophoneStatus], None] = lambda status: None,
                  frame_ms: int = 20, first_backoff_s: float = 0.5, max_backoff_s: float = 30.0):
         self.open_device = open_device
         self.on_status = on_status
@@ -36,7 +39,7 @@ class ResilientSource:
                 device = self.open_device()
                 getattr(device, "open", lambda: None)()
                 self._device = device
-                self.on_status("audio ok")
+                self.on_status(MicrophoneStatus(t=time.monotonic(), ok=True, detail="audio ok"))
             except (AudioError, OSError) as exc:
                 self._lost(exc)
                 await asyncio.sleep(backoff)
@@ -59,7 +62,7 @@ class ResilientSource:
     def _lost(self, exc: Exception) -> None:
         message = f"audio device lost: {exc}"
         log.warning("%s; retrying", message)
-        self.on_status(message)
+        self.on_status(MicrophoneStatus(t=time.monotonic(), ok=False, detail=message))
 
     async def _close_device(self) -> None:
         device, self._device = self._device, None

@@ -1,15 +1,19 @@
-"""``edgeagent fleet devices|tail|stats|send|config``: the operator's view of the fleet over MQTT."""
+"""``edgeagent fleet devices|tail|stats|send|config|collect``: the operator's view of the fleet over
+MQTT, and the collector that stores it in a database (edgeagent.fleetserver)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
+from edgeagent.cli.fleet_server import DB_ENV, add_collect_parser, db_summary, run_collect
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("fleet", help="operate devices over MQTT: devices, tail, stats, send, config",
+    parser = sub.add_parser("fleet", help="operate devices over MQTT: devices, tail, stats, send, config, collect",
                             description="Broker options default to $EDGEAGENT_FLEET_<OPTION> "
                                         "(e.g. EDGEAGENT_FLEET_HOST, EDGEAGENT_FLEET_PASSWORD), then to the "
                                         "config's [mqtt] section.")
@@ -41,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     stats.add_argument("--window", help="only turns started within this window, e.g. 15m, 24h, 7d")
     stats.add_argument("--device", help="only this device")
     stats.add_argument("--session", help="persistent session to collect from (see tail --session)")
+    stats.add_argument("--db", help="read the turns stored by `fleet collect` (sqlite:///path or postgresql://...; "
+                                    "default $EDGEAGENT_FLEET_DB when neither --input nor --listen is given)")
     send = actions.add_parser("send", help="send a command and print the device's answer")
     send.add_argument("device")
     send.add_argument("command", help="say, mute, volume, listen, cancel, restart, ping, stats")
@@ -49,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add_argument("device")
     config.add_argument("settings", nargs="+", metavar="KEY=VALUE", help="e.g. vad.silence_ms=600 (values parsed as JSON, else text)")
     config.add_argument("--replace", action="store_true", help="replace the whole desired document instead of merging")
+    add_collect_parser(actions)
     parser.set_defaults(handler=run)
 
 
@@ -60,7 +67,9 @@ def run(args: argparse.Namespace) -> int:
                                                       "ca_file", "cert_file", "key_file", "topic_root")}
     try:
         settings = broker_settings(config_from_args(args).mqtt, flags)
-        if args.action == "stats" and args.input and args.listen is None:
+        if args.action == "collect":
+            return run_collect(args, settings)
+        if args.action == "stats" and args.listen is None and (args.input or args.db or os.environ.get(DB_ENV)):
             return _stats(args, None)
         with OperatorClient(settings, args.timeout, getattr(args, "session", None)) as client:
             return ACTIONS[args.action](args, client)
@@ -147,9 +156,12 @@ def _trace_line(t: dict[str, Any]) -> str:
 
 def _stats(args: argparse.Namespace, client: Any) -> int:
     from edgeagent.fleet.stats import parse_window, read_jsonl, summarize
-    from edgeagent.cli.table import print_table
 
     window = parse_window(args.window) if args.window else None
+    if client is None and not args.input:
+        return _print_summary(args, db_summary(args.db, window, args.device), window, from_db=True)
+    if args.db:
+        raise ValueError("--db reads stored turns; it does not combine with --input or --listen")
     traces: list[Any] = []
     if args.input:
         traces.append(read_jsonl(args.input))
@@ -162,7 +174,12 @@ def _stats(args: argparse.Namespace, client: Any) -> int:
             except ValueError:
                 continue
         traces.append(live)
-    summary = summarize((t for source in traces for t in source), window, args.device)
+    return _print_summary(args, summarize((t for source in traces for t in source), window, args.device), window)
+
+
+def _print_summary(args: argparse.Namespace, summary: Any, window: Any, from_db: bool = False) -> int:
+    from edgeagent.cli.table import print_table
+
     if args.json:
         print(json.dumps({"turns": summary.turns, "devices": summary.devices, "duplicates": summary.duplicates,
                           "outside_window": summary.outside_window,
@@ -170,8 +187,9 @@ def _stats(args: argparse.Namespace, client: Any) -> int:
         return 0
     print_table(["device", "stage", "n", "p50_ms", "p90_ms"],
                 [[s.device, s.stage, s.n, s.p50, s.p90] for s in summary.stages])
-    print(f"\n{summary.turns} turns from {summary.devices} devices ({summary.duplicates} duplicates ignored"
-          + (f", {summary.outside_window} outside the window" if window else "") + ")")
+    notes = ([] if from_db else [f"{summary.duplicates} duplicates ignored"]) + \
+        ([f"{summary.outside_window} outside the window"] if window else [])
+    print(f"\n{summary.turns} turns from {summary.devices} devices" + (f" ({', '.join(notes)})" if notes else ""))
     return 0
 
 

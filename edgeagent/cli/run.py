@@ -13,7 +13,8 @@ DEMO_WAV = Path(__file__).resolve().parent.parent / "data" / "demo_conversation.
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("run", help="run the voice-agent daemon (microphone + speaker, or WAV files)")
-    parser.add_argument("--input", help="WAV file instead of the microphone (paced in real time)")
+    parser.add_argument("--input", help="WAV file instead of the microphone (paced in real time); '-': raw "
+                                        "16 kHz mono s16le PCM on standard input (e.g. from arecord)")
     parser.add_argument("--output", help="WAV file instead of the speaker")
     parser.add_argument("--demo-without-mic", action="store_true",
                         help="if no microphone is found, run the bundled demo conversation instead")

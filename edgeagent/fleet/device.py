@@ -42,6 +42,7 @@ class DeviceState:
         self.config_changes = 0
         self.started = time.monotonic()
         self._describe = describe
+        self.observers: list[Callable[[dict[str, Any]], None]] = []  # besides the link: the kiosk's screen
 
     def attach(self, link: FleetLink) -> None:
         self.link = link
@@ -53,9 +54,14 @@ class DeviceState:
         return {**self._describe(), "mute": self.muted, "volume": self.volume}
 
     def publish(self) -> None:
-        """The state changed: the link publishes it (rate-limited, latest value wins)."""
+        """The state changed: the link publishes it (rate-limited, latest value wins), observers see it."""
+        if self.link is None and not self.observers:
+            return
+        fields = self.fields()
         if self.link is not None:
-            self.link.update_state(**self.fields())
+            self.link.update_state(**fields)
+        for observer in self.observers:
+            observer(fields)
 
     def set_mute(self, mute: bool) -> dict[str, Any]:
         self.muted = mute

@@ -1,11 +1,11 @@
 """The device's MQTT link: one paho client on its own network thread beside the asyncio daemon.
 
-Nothing here blocks the event loop: paho connects, reconnects (with back-off) and reads on its
-thread; telemetry goes through the disk outbox thread; commands and config changes are handed
-to the loop with ``run_coroutine_threadsafe``; results are published from whichever thread
-finishes (paho's publish is thread-safe).  On every (re)connect the link subscribes again,
-says ``online`` (the last will says ``offline``), and re-publishes state, reported config
-and Home Assistant discovery, all retained.
+Nothing here blocks the event loop: paho connects, reconnects (back-off with random jitter,
+fleet/backoff.py) and reads on its thread; telemetry goes through the disk outbox thread;
+commands and config changes are handed to the loop with ``run_coroutine_threadsafe``; results
+are published from whichever thread finishes (paho's publish is thread-safe).  On every
+(re)connect the link subscribes again, says ``online`` (the last will says ``offline``), and
+re-publishes state, reported config and Home Assistant discovery, all retained.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from paho.mqtt.properties import Properties
 
 from edgeagent import __version__
 from edgeagent.config import Config, MqttConfig, TelemetryConfig
-from edgeagent.fleet import commands
+from edgeagent.fleet import backoff, commands
 from edgeagent.fleet.control import CommandFailed, DeviceControl
 from edgeagent.fleet.discovery import discovery_payload
 from edgeagent.fleet.intents import IntentRequests
@@ -41,9 +41,11 @@ ConfigCallback = Callable[[ConfigChange], "Awaitable[None] | None"]
 COMMAND_TIMEOUT_S = 60.0
 
 
-def make_client(m: MqttConfig, client_id: str, will_topic: str | None = None) -> mqtt.Client:
-    """A paho MQTT 5 client with the TLS and credentials of ``m`` (the device and the fleet CLI)."""
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+def make_client(m: MqttConfig, client_id: str, will_topic: str | None = None, manual_ack: bool = False) -> mqtt.Client:
+    """A paho MQTT 5 client with the TLS and credentials of ``m`` (the device, the fleet CLI and the
+    collector, which acknowledges messages itself once they are stored)."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                         manual_ack=manual_ack)
     if m.username:
         client.username_pw_set(m.username, m.password or None)
     if m.tls:
@@ -116,6 +118,7 @@ class FleetLink:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_publish = lambda *_a: self.outbox.notify()
+        self._backoff = backoff.attach(self._client)  # reconnects of a fleet spread out, not in lockstep
         spool = Spool(config.state_dir / "fleet" / "telemetry-spool", config.telemetry.spool_max)
         self.outbox = TelemetryOutbox(spool, self._publish_telemetry, self._connected.is_set)
 
@@ -195,6 +198,7 @@ class FleetLink:
                         self.config.mqtt.host, self.config.mqtt.port, reason)
             return
         self.counters["connects"] += 1
+        self._backoff.reset()
         t = self.topics
         client.subscribe([(t.config_desired, 1), (t.commands, 1), (HA_STATUS, 1), (t.intent_response, 1)])
         client.publish(t.status, "online", qos=1, retain=True)
@@ -205,7 +209,8 @@ class FleetLink:
         self.outbox.notify()
         log.info("fleet: connected to %s:%s as %s", self.config.mqtt.host, self.config.mqtt.port, t.device_id)
 
-    def _on_disconnect(self, _client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+    def _on_disconnect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        self._backoff.arm(client)
         if self._connected.is_set():
             log.warning("fleet: disconnected (%s); telemetry is spooled until the broker is back", reason)
         self._connected.clear()

@@ -32,7 +32,7 @@ LIVE_KEYS = (
     "telemetry.include_text", "log.", "intents.",
 )
 MAX_DESIRED_BYTES = 64 * 1024
-LOCAL_ONLY = (("device", "id"), ("paths", None), ("mqtt", "topic_root"))
+LOCAL_ONLY = (("device", "id"), ("paths", None), ("mqtt", "topic_root"), ("ui", None))  # ui: where it listens
 
 
 @dataclass(frozen=True)

@@ -85,16 +85,25 @@ def summarize(traces: Iterable[dict], window: timedelta | None = None, device: s
                 outside += 1
                 continue
         by_device.setdefault(dev, []).append(trace)
+    series = {dev: {stage: [v for t in traces if type(v := t.get(stage)) in (float, int)] for stage in STAGES}
+              for dev, traces in by_device.items()}
+    return Summary(len(seen) - outside, duplicates, outside, len(by_device), series_stats(series))
+
+
+def series_stats(series: dict[str, dict[str, list[float]]]) -> list[StageStats]:
+    """Fleet-wide rows, then each device's (sorted by id), from each device's values per stage
+    (any order; lists are sorted in place).  Shared by the JSON-lines and SQLite paths."""
     stages: list[StageStats] = []
     fleet: dict[str, list[float]] = {stage: [] for stage in STAGES}
-    for dev in sorted(by_device):
+    for dev in sorted(series):
         for stage in STAGES:
-            values = sorted(v for t in by_device[dev] if type(v := t.get(stage)) in (float, int))
+            values = series[dev].get(stage)
             if values:
+                values.sort()
                 stages.append(_stage_stats(dev, stage, values))
                 fleet[stage].extend(values)
     fleet_rows = [_stage_stats(FLEET, stage, sorted(values)) for stage, values in fleet.items() if values]
-    return Summary(len(seen) - outside, duplicates, outside, len(by_device), fleet_rows + stages)
+    return fleet_rows + stages
 
 
 def _stage_stats(device: str, stage: str, ordered: list[float]) -> StageStats:

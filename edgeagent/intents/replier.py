@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import AsyncIterator, Protocol
+from typing import AsyncIterator, Callable, Protocol
 
 from edgeagent.audio.sound import Sound
 from edgeagent.config import Config
-from edgeagent.events import ActionDone, IntentMatched
+from edgeagent.events import ActionDone, Event, IntentMatched, RunningTimer, TimersChanged
 from edgeagent.intents import clock
 from edgeagent.intents.chime import chime
 from edgeagent.intents.matcher import IntentMatch, IntentMatcher
@@ -35,12 +35,14 @@ class Announcer(Protocol):
 
 
 class IntentReplier:
-    def __init__(self, pipeline: ReplyPipeline, matcher: IntentMatcher, skills: Skills, config: Config):
+    def __init__(self, pipeline: ReplyPipeline, matcher: IntentMatcher, skills: Skills, config: Config,
+                 on_event: Callable[[Event, str], None] = lambda event, turn_id: None):
         self.pipeline = pipeline
         self.matcher = matcher
         self.skills = skills
         self.controller: Announcer | None = None  # set once the controller exists (it takes this replier)
-        self.schedule = TimerSchedule(skills.timers, self._ring)
+        self.on_event = on_event  # TimersChanged for whoever shows them (the kiosk's screen)
+        self.schedule = TimerSchedule(skills.timers, self._ring, on_running=self._show_timers)
         skills.on_timers_changed = self.schedule.changed
         self.configure(config)
 
@@ -80,6 +82,10 @@ class IntentReplier:
         emit(ActionDone(t=time.monotonic(), name=match.name, done=outcome.done, confirmed=outcome.confirmed,
                         detail=outcome.detail))
         await self.pipeline.say(outcome.answer, emit, user_text=user_text)
+
+    def _show_timers(self, timers: list[Timer]) -> None:
+        running = tuple(RunningTimer(t.id, t.label(), t.ends_at) for t in timers)
+        self.on_event(TimersChanged(t=time.monotonic(), timers=running), "")
 
     # ------------------------------------------------------------ ringing
 

@@ -116,11 +116,14 @@ class TimerSchedule:
     """Hands due timers to ``ring`` (False: the agent is busy, try again shortly); once they have
     rung (or rung out), ``rung`` drops them from the store."""
 
-    def __init__(self, store: TimerStore, ring: Callable[[list[Timer]], bool]):
+    def __init__(self, store: TimerStore, ring: Callable[[list[Timer]], bool],
+                 on_running: Callable[[list[Timer]], None] = lambda timers: None):
         self.store = store
         self.ring = ring
+        self.on_running = on_running  # the running timers, whenever they change (the kiosk's screen shows them)
         self.ringing: set[str] = set()
         self._changed = asyncio.Event()
+        self._shown: tuple | None = None
 
     def changed(self) -> None:
         """A timer was added or removed: look again now."""
@@ -140,13 +143,18 @@ class TimerSchedule:
         self.store.remove(timers)
 
     async def run(self) -> None:
-        """Until cancelled: wake at the next end (or every POLL_S), offer what is due."""
+        """Until cancelled: wake at the next end (or every POLL_S), offer what is due, and tell
+        ``on_running`` when the running timers changed (set, cancelled, ended, edited elsewhere)."""
         while True:
             try:
                 self.check()
             except Exception:  # a timers file that cannot be written must not stop the clock
                 log.exception("timers: check failed")
             active = self.store.active()
+            shown = tuple((t.id, t.ends_at) for t in active)
+            if shown != self._shown:
+                self._shown = shown
+                self.on_running(active)
             delay = POLL_S if not active else min(POLL_S, active[0].left_s(self.store.clock()))
             self._changed.clear()
             with contextlib.suppress(TimeoutError):

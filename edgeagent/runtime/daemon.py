@@ -1,8 +1,8 @@
 """The daemon: ``edgeagent run`` on a microphone and speaker (or WAV files), ``edgeagent converse``.
 
 Engines load once (before READY), the stages are wired over them, the fleet link (when enabled)
-talks to the voice loop through ``VoiceRemote``, and systemd hears READY, STATUS, WATCHDOG and
-STOPPING.  Everything the loop is made of comes from ``edgeagent.runtime.stages``, so tests,
+and the kiosk's page (when enabled) act on the voice loop through ``VoiceRemote``, and systemd
+hears READY, STATUS, WATCHDOG and STOPPING.  Everything the loop is made of comes from ``edgeagent.runtime.stages``, so tests,
 benchmarks and the CLI drive exactly the daemon's own wiring.
 """
 
@@ -16,12 +16,13 @@ import signal
 from pathlib import Path
 
 from edgeagent.audio.output import open_audio_out
+from edgeagent.audio.pipe import PipeSource
 from edgeagent.audio.pyaudio_io import PyAudioMicrophone
 from edgeagent.audio.resilient import ResilientSource
 from edgeagent.audio.timeline import ClockedSink
 from edgeagent.audio.wav import WavSource
 from edgeagent.config import Config
-from edgeagent.events import StateChanged
+from edgeagent.events import MicrophoneStatus, StateChanged
 from edgeagent.fleet.link import FleetLink
 from edgeagent.runtime.remote import VoiceRemote
 from edgeagent.runtime.service import notify, watchdog_loop
@@ -29,6 +30,7 @@ from edgeagent.runtime.stages import Engines, load_engines, wire
 from edgeagent.runtime.trace_sinks import JsonlTraceSink, LogTraceSink, TraceSink
 from edgeagent.turn.controller import TurnController
 from edgeagent.turn.trace import TurnTrace
+from edgeagent.ui.screen import start_screen
 
 log = logging.getLogger("edgeagent.runtime.daemon")
 
@@ -69,23 +71,29 @@ async def converse_file(config: Config, input_wav: Path, output_wav: Path, realt
 
 
 async def run_daemon(config: Config, input_wav: Path | None = None, output_wav: Path | None = None) -> bool:
-    """``edgeagent run``: until SIGTERM.  Returns True when a remote ``restart`` was asked for."""
-    remote = link = None
+    """``edgeagent run``: until SIGTERM.  Returns True when a remote ``restart`` was asked for.
+    ``input_wav`` "-" reads raw 16 kHz PCM from standard input instead of a file."""
+    remote = VoiceRemote(config)  # the fleet's commands and the page's controls
+    link = None
     if config.mqtt.enabled:
-        remote = VoiceRemote(config)
         link = FleetLink(config, remote, on_config=remote.apply_config)
         config = link.config  # local config plus the fleet's persisted desired config
+        remote.device_state.attach(link)
+    screen = await start_screen(config, remote, remote.device_state)  # up first: it shows "starting"
+    show = screen.feed.publish if screen is not None else lambda event, turn_id="": None
     notify("STATUS=loading models")
     engines = await asyncio.to_thread(load_engines, config)
     if input_wav is not None:
         config = without_acoustic_echo(config)
-        source = WavSource(input_wav, frame_ms=config.audio.frame_ms, realtime=True)
+        source = PipeSource(frame_ms=config.audio.frame_ms) if str(input_wav) == "-" else \
+            WavSource(input_wav, frame_ms=config.audio.frame_ms, realtime=True)
         audio_out = ClockedSink(output_wav or Path(os.devnull), config.audio.frame_ms)
     else:
-        def audio_status(status: str) -> None:
-            notify(f"STATUS={status}")
+        def audio_status(status: MicrophoneStatus) -> None:
+            notify(f"STATUS={status.detail}")
             if link is not None:
-                link.update_state(audio=status)
+                link.update_state(audio=status.detail)
+            show(status)
 
         source = ResilientSource(lambda: PyAudioMicrophone(config.audio.input_device, config.audio.frame_ms),
                                  on_status=audio_status, frame_ms=config.audio.frame_ms)
@@ -94,17 +102,15 @@ async def run_daemon(config: Config, input_wav: Path | None = None, output_wav: 
 
     def state_changed(change: StateChanged) -> None:
         notify(f"STATUS={ready_status(engines, change.new.value)}")
-        if remote is not None:
-            remote.state_changed()
+        remote.state_changed()
 
     stages = wire(config, engines, audio_out, default_trace_sinks(config) + ([link] if link else []),
-                  on_state=state_changed)
+                  on_state=state_changed, on_event=show)
     install_signal_handlers(stages.controller)
     background = [asyncio.create_task(engines.router.probe_forever()), asyncio.create_task(watchdog_loop()),
                   asyncio.create_task(stages.replier.run_timers())]  # timers ring from READY on
-    if link is not None and remote is not None:
-        remote.device_state.attach(link)
-        remote.attach(stages)
+    remote.attach(stages)
+    if link is not None:
         link.start()
         background.append(asyncio.create_task(_stop_on(remote.device_state.restart_requested, stages.controller)))
     notify(f"READY=1\nSTATUS={ready_status(engines)}")
@@ -119,10 +125,12 @@ async def run_daemon(config: Config, input_wav: Path | None = None, output_wav: 
         await source.close()
         await stages.close()
         await audio_out.close()
+        if screen is not None:
+            await screen.close()
         if link is not None:
             await link.stop()
         engines.close()
-    return bool(remote and remote.device_state.restart_requested.is_set())
+    return remote.device_state.restart_requested.is_set()
 
 
 def ready_status(engines: Engines, state: str = "idle") -> str:

@@ -23,7 +23,7 @@ from edgeagent.config import Config, secret_values
 from edgeagent.ear.bargein import BargeInDetector, create_barge_in
 from edgeagent.ear.vad import SilenceEndpointer, VoiceActivity, create_endpointer
 from edgeagent.ear.wake import WakeDetector
-from edgeagent.events import StateChanged, TranscriptPartial
+from edgeagent.events import Event, StateChanged, TranscriptPartial
 from edgeagent.intents.home import HomeControl
 from edgeagent.intents.honesty import LIMITS, ClaimVet, time_note
 from edgeagent.intents.matcher import IntentMatcher
@@ -152,27 +152,30 @@ class Stages:
 
 
 def wire(config: Config, engines: Engines, audio_out: AudioOut, trace_sinks: list[TraceSink],
-         on_state: Callable[[StateChanged], None] = lambda change: None) -> Stages:
-    """The voice loop over loaded engines, speaking into ``audio_out``."""
+         on_state: Callable[[StateChanged], None] = lambda change: None,
+         on_event: Callable[[Event, str], None] = lambda event, turn_id: None) -> Stages:
+    """The voice loop over loaded engines, speaking into ``audio_out``.  ``on_event`` sees every event
+    of the conversation with its turn's id (the kiosk's screen): the controller's, and partial transcripts."""
     telemetry = TraceFanout(trace_sinks)
     reference = EchoReference(audio_out.sample_rate)  # what the speaker played: the barge-in echo reference
     speaker = Speaker(engines.synthesizer, EchoTap(audio_out, reference), frame_ms=config.audio.frame_ms,
                       volume=config.audio.volume)
     endpointer = create_endpointer(config, engines.activity)
-    transcriber = StreamingTranscriber(engines.recognizer, on_partial=log_partial)
+    transcriber = StreamingTranscriber(engines.recognizer,
+                                       on_partial=lambda partial: (log_partial(partial), controller.observe(partial)))
     skills = Skills(config, TimerStore(config.state_dir / "timers.json"), Volume(speaker),
                     HomeControl(config.device.id, config.telemetry.include_text, config.intents.confirm_timeout_s))
     conversation = Conversation(config.llm.system_prompt, config.llm.history_turns,
                                 limits=LIMITS, note=lambda: time_note(skills.now()))
     pipeline = ReplyPipeline(engines.router, conversation, speaker, vetting=ClaimVet,
                              tools=ToolBox(skills, engines.intents))
-    replier = IntentReplier(pipeline, engines.intents, skills, config)
+    replier = IntentReplier(pipeline, engines.intents, skills, config, on_event=on_event)
     barge_in = create_barge_in(config, reference, engines.wake)
     tick = audio_out.tick if isinstance(audio_out, ClockedSink) else None  # a file is clocked by the mic, a device by itself
     controller = TurnController(
         config, wake=engines.wake, endpointer=endpointer, transcriber=transcriber, replier=replier,
         barge_in=barge_in, publish_trace=telemetry.publish_trace,
-        on_state=lambda change: (log_state(change), on_state(change)), tick_speaker=tick,
+        on_state=lambda change: (log_state(change), on_state(change)), tick_speaker=tick, on_event=on_event,
     )
     replier.controller = controller  # timers ring through it, like a remote `say`
     return Stages(config, engines, endpointer, transcriber, conversation, speaker, replier, barge_in, telemetry,

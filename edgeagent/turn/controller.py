@@ -9,6 +9,9 @@ frame), STT runs on its own worker thread, and the reply (LLM -> chunker -> TTS 
 runs as the turn's task and reports what happens as events.  The controller is the only
 writer of a turn's trace: it folds those events in and publishes the trace once, after the
 turn has unwound, whatever ended it (answered, barge-in, remote cancel, error, shutdown).
+Whoever shows the conversation (the kiosk's screen) gets every event the controller sees, with
+the id of the turn it belongs to (``on_event``): a reply still unwinding after a barge-in reports
+into its own turn, not the one that replaced it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from edgeagent.events import (
     AgentState,
     BargeIn,
     ChunkQueued,
+    Event,
     FirstAudio,
     FirstSynth,
     FirstToken,
@@ -122,6 +126,7 @@ class TurnController:
         publish_trace: Callable[[TurnTrace], None] = lambda trace: None,
         on_state: Callable[[StateChanged], None] = lambda change: None,
         tick_speaker: Callable[[], object] | None = None,  # plays one frame on a mic-clocked (file) output
+        on_event: Callable[[Event, str], None] = lambda event, turn_id: None,  # every event, with its turn's id
     ):
         self.config = config
         self.wake = wake
@@ -132,6 +137,7 @@ class TurnController:
         self.publish_trace = publish_trace
         self.on_state = on_state
         self.tick_speaker = tick_speaker
+        self.on_event = on_event
         self.state = AgentState.IDLE
         self.turn: Turn | None = None
         self.finished: list[TurnTrace] = []
@@ -147,6 +153,11 @@ class TurnController:
     def set_muted(self, muted: bool) -> None:
         """Muted: the wake word opens no turn (remote ``mute``)."""
         self.muted = muted
+
+    def observe(self, event: Event) -> None:
+        """An event from a stage outside the turn's own flow (a partial transcript, the timers skill):
+        passed on with the current turn's id."""
+        self.on_event(event, self.turn.trace.turn_id if self.turn else "")
 
     # ------------------------------------------------------------ public control
 
@@ -278,6 +289,8 @@ class TurnController:
         if detection is not None:
             trace.wake_word, trace.wake_score = detection.word, round(detection.score, 3)
         self.turn = Turn(trace=trace, follow_up=follow_up)
+        if detection is not None:
+            self.on_event(detection, trace.turn_id)
         if frame is not None:  # a follow-up window closes after follow_up_s without speech
             self.endpointer.begin(frame, lookback_ms, self.config.agent.follow_up_s if follow_up else None)
         self._set_state(AgentState.LISTENING, "wake" if detection else "follow-up")
@@ -307,6 +320,8 @@ class TurnController:
     async def _answer(self, turn: Turn) -> None:
         trace = turn.trace
         final = await turn.utterance.finish() if turn.utterance else None
+        if final is not None:
+            self.on_event(final, trace.turn_id)
         trace.end_of_speech_to_final_ms = ms_between(turn.end_of_turn, final.t if final else None)
         turn.transcript = trace.transcript = final.text.strip() if final else ""
         if not turn.transcript:
@@ -314,6 +329,7 @@ class TurnController:
             return
         turn.reply = self.replier.answer(turn.transcript, turn_id=trace.turn_id)
         async for event in turn.reply.events():
+            self.on_event(event, trace.turn_id)
             self._fold(turn, event)
 
     async def _announce(self, turn: Turn, reply: Reply) -> None:
@@ -326,6 +342,7 @@ class TurnController:
         """Play a reply that is not the answer (an apology, an announcement): only its audio counts."""
         turn.reply = reply
         async for event in reply.events():
+            self.on_event(event, turn.trace.turn_id)
             if isinstance(event, FirstAudio):
                 self._first_audio(turn, event)
 
@@ -380,6 +397,7 @@ class TurnController:
     def _barge_in(self, event: BargeIn, frame: Frame) -> None:
         turn = self.turn
         assert turn is not None
+        self.on_event(event, turn.trace.turn_id)
         self._stop(turn)
         trace = turn.trace
         trace.barge_in, trace.outcome = True, "barged_in"
@@ -448,6 +466,7 @@ class TurnController:
             self.barge_in.start()  # listening for an interruption from the end of the user's turn
         log.debug("state %s -> %s (%s)", change.old.value, new.value, reason)
         self.on_state(change)
+        self.on_event(change, self.turn.trace.turn_id if self.turn else "")
 
     def _keep(self, task: asyncio.Task) -> None:
         """Hold a reference until it is done (turns unwinding after a barge-in, STT housekeeping)."""
