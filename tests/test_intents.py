@@ -48,7 +48,7 @@ def matcher():
 def skills(tmp_path):
     clock = ScriptedClock()
     config = apply_partial(load_config(None, env={}), {"device": {"timezone": "America/New_York"}})
-    speaker = Speaker(EspeakSynthesizer(), WavSink(tmp_path / "unused.wav"), volume=0.8)
+    speaker = Speaker(EspeakSynthesizer(), WavSink(tmp_path / "unused.wav"), volume=0.8, realtime=False)
     return Skills(config, TimerStore(tmp_path / "timers.json", clock), Volume(speaker), HomeControl("dev"))
 
 
