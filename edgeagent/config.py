@@ -43,6 +43,42 @@ def bounded(default: float | int, lo: float | int, hi: float | int) -> Any:
     return field(default=default, metadata={"min": lo, "max": hi})
 
 
+MAX_CUSTOM_INTENTS, MAX_SENTENCES, MAX_SENTENCE_CHARS = 50, 20, 200
+_INTENT_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+
+
+def check_timezone(name: str) -> None:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("device.timezone", name, "not an IANA time zone name (e.g. 'Europe/Berlin')") from None
+
+
+def check_sentences(sentences: Mapping[str, list[str]]) -> None:
+    """Operator intents: bounded in number and size, named like identifiers, valid hassil templates."""
+    if not sentences:
+        return
+    from edgeagent.intents.templates import BUILTIN_INTENTS, TemplateError, check_template
+
+    if len(sentences) > MAX_CUSTOM_INTENTS:
+        raise ConfigError("intents.sentences", f"{len(sentences)} intents", f"at most {MAX_CUSTOM_INTENTS}")
+    for name, templates in sentences.items():
+        key = f"intents.sentences.{name}"
+        if not _INTENT_NAME_RE.match(name) or name in BUILTIN_INTENTS:
+            raise ConfigError(key, name, "name intents with a letter then letters, digits or '_' (not a built-in)")
+        if not 1 <= len(templates) <= MAX_SENTENCES:
+            raise ConfigError(key, templates, f"give 1 to {MAX_SENTENCES} sentences")
+        for template in templates:
+            if len(template) > MAX_SENTENCE_CHARS:
+                raise ConfigError(key, template[:40] + "...", f"longer than {MAX_SENTENCE_CHARS} characters")
+            try:
+                check_template(template)
+            except TemplateError as exc:
+                raise ConfigError(key, template, str(exc)) from None
+
+
 def _looks_secret(key: str) -> bool:
     return key.rsplit(".", 1)[-1] in _SECRET_NAMES
 
@@ -51,6 +87,11 @@ def _looks_secret(key: str) -> bool:
 class DeviceConfig:
     id: str = ""  # empty: derived from /etc/machine-id (or the host name)
     name: str = "edgeagent speaker"
+    timezone: str = ""  # IANA name ("Europe/Berlin") for the time, date and alarms; empty: the system's
+
+    def __post_init__(self) -> None:
+        if self.timezone:
+            check_timezone(self.timezone)
 
 
 @dataclass
@@ -142,6 +183,32 @@ class AgentConfig:
     echo_cancel: bool = True
 
 
+DEFAULT_AREAS = ["living room", "kitchen", "bedroom", "bathroom", "office", "hallway", "dining room", "garage",
+                 "garden", "basement", "kids room", "guest room", "laundry room", "porch"]
+
+
+@dataclass
+class IntentsConfig:
+    """Sentences matched before the LLM (edgeagent.intents): built-in skills and home control."""
+
+    enabled: bool = True
+    fuzzy_cutoff: int = bounded(80, 50, 100)  # a misheard word is replaced by a known one this similar; 100: off
+    room: str = ""  # this speaker's area: "turn on the lights" then means the lights here
+    areas: list[str] = field(default_factory=lambda: list(DEFAULT_AREAS))  # rooms home commands may name
+    # devices and scenes home commands may name: "tv" (a switch), "light:reading lamp", "scene:movie night"
+    names: list[str] = field(default_factory=list)
+    sentences: dict[str, list[str]] = field(default_factory=dict)  # operator intents: name -> hassil templates
+    confirm_timeout_s: float = bounded(2.0, 0.1, 30.0)  # how long a home command waits for its MQTT 5 response
+    max_timers: int = bounded(20, 1, 100)
+    ring_s: float = bounded(300.0, 5.0, 3600.0)  # a finished timer rings this long unless stopped
+
+    def __post_init__(self) -> None:
+        check_sentences(self.sentences)
+        for key, values in (("intents.areas", self.areas), ("intents.names", self.names)):
+            if len(values) > 500 or any(not v.strip() or len(v) > 60 for v in values):
+                raise ConfigError(key, values, "at most 500 entries of 1-60 characters")
+
+
 @dataclass
 class MqttConfig:
     enabled: bool = False
@@ -194,6 +261,7 @@ class Config:
     llm: LlmConfig = field(default_factory=LlmConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    intents: IntentsConfig = field(default_factory=IntentsConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     ui: UiConfig = field(default_factory=UiConfig)

@@ -102,7 +102,29 @@ class LlmToken(Event):
 # ---------------------------------------------------------------- the reply path -> the turn controller
 # One reply reports, in order: LlmRouted (one, or two after a failover), FirstToken, ChunkQueued per
 # speakable chunk, FirstSynth, FirstAudio, Spoken as playback goes on, Heard, then exactly one of
-# ReplyDone / ReplyFailed.
+# ReplyDone / ReplyFailed.  A reply answered by an intent instead reports IntentMatched and ActionDone
+# before ChunkQueued; an LLM answer that ran a tool reports ActionDone for it.
+
+
+@dataclass(frozen=True)
+class IntentMatched(Event):
+    """The transcript matched an intent template: no LLM in this turn."""
+
+    name: str
+    slots: dict
+    confidence: float  # 1.0: matched word for word; less: misheard words were corrected
+    match_ms: float
+    source: str  # builtin | custom | home
+
+
+@dataclass(frozen=True)
+class ActionDone(Event):
+    """A skill or a home command ran: ``done`` only if it really happened (a home command: confirmed)."""
+
+    name: str
+    done: bool
+    confirmed: bool | None = None  # home commands: a handler confirmed it in time; None: not a home command
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -166,7 +188,8 @@ class ReplyFailed(Event):
     tokens: int = 0
 
 
-ReplyEvent = LlmRouted | FirstToken | ChunkQueued | FirstSynth | FirstAudio | Spoken | Heard | ReplyDone | ReplyFailed
+ReplyEvent = (LlmRouted | IntentMatched | ActionDone | FirstToken | ChunkQueued | FirstSynth | FirstAudio | Spoken
+              | Heard | ReplyDone | ReplyFailed)
 
 
 # ---------------------------------------------------------------- skills -> whoever shows them (the kiosk's screen)

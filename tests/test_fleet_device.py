@@ -183,7 +183,7 @@ def test_home_assistant_discovery_resent_on_birth(device):
     topic = f"homeassistant/device/{dev}/config"
     doc = watcher.get_json(topic)
     assert doc["avty_t"] == f"edgeagent/{dev}/status" and doc["stat_t"] == f"edgeagent/{dev}/state"
-    assert {c["p"] for c in doc["cmps"].values()} == {"sensor", "switch", "number", "button", "text"}
+    assert {c["p"] for c in doc["cmps"].values()} == {"sensor", "switch", "number", "button", "text", "event"}
     assert doc["cmps"]["mute"]["cmd_t"] == f"edgeagent/{dev}/cmd/mute"
     watcher.client.publish("homeassistant/status", "online", qos=1)
     assert watcher.get_json(topic)["dev"]["ids"] == [f"edgeagent_{dev}"]

@@ -131,7 +131,7 @@ class ScriptedReplier:
         self.script = script
         self.announced: list[str] = []
 
-    def answer(self, user_text: str) -> Reply:
+    def answer(self, user_text: str, turn_id: str = "") -> Reply:
         return Reply(self._answer, silence=lambda: None, name="scripted")
 
     def announce(self, text: str) -> Reply:

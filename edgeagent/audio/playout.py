@@ -19,8 +19,9 @@ from typing import AsyncIterable, Callable
 import numpy as np
 
 from edgeagent.audio.base import AudioOut
-from edgeagent.audio.convert import StreamResampler
+from edgeagent.audio.convert import StreamResampler, resample
 from edgeagent.audio.frames import frame_samples
+from edgeagent.audio.sound import Sound
 from edgeagent.config import AudioConfig
 from edgeagent.events import ChunkQueued, Event, FirstAudio, FirstSynth, Heard, Spoken
 from edgeagent.tts.base import Synthesizer
@@ -82,7 +83,7 @@ class Speaker:
 
     # ------------------------------------------------------------------ public
 
-    async def speak(self, chunks: AsyncIterable[str], emit: Callable[[Event], None] = lambda event: None) -> Heard:
+    async def speak(self, chunks: AsyncIterable[str | Sound], emit: Callable[[Event], None] = lambda event: None) -> Heard:
         """Synthesize and play every chunk; returns when playback ends or is cancelled."""
         self._reset(emit)
         self.sink.on_first_play = lambda t: emit(FirstAudio(t=t))
@@ -128,6 +129,11 @@ class Speaker:
         if len(fade):
             self._fade = asyncio.get_running_loop().create_task(self.sink.write(fade))
 
+    @property
+    def backlog_s(self) -> float:
+        """Audio made but not yet handed to the sink (a ringing chime keeps about one period ahead)."""
+        return self._queued / self.rate
+
     def heard(self) -> Heard:
         """What the current (or last) reply has played so far; for callers interrupted mid-speak."""
         return self._finished()
@@ -144,6 +150,9 @@ class Speaker:
             async for text in chunks:
                 if self._cancelled.is_set():
                     break
+                if isinstance(text, Sound):  # ready-made audio: played as it is
+                    self._play_sound(text)
+                    continue
                 if not text.strip():
                     continue
                 index = len(self._chunks)
@@ -164,6 +173,16 @@ class Speaker:
         finally:
             self._synth_done.set()
             self._frames.put_nowait(None)
+
+    def _play_sound(self, sound: Sound) -> None:
+        index = len(self._chunks)
+        self._chunks.append(_Chunk(sound.label))
+        self._emit(ChunkQueued(t=self.clock(), text=sound.label, index=index))
+        if not self._synthesized:
+            self._synthesized = True
+            self._emit(FirstSynth(t=self.clock()))
+        samples = sound.samples if sound.rate == self.rate else resample(sound.samples, sound.rate, self.rate)
+        self._enqueue(index, np.asarray(samples, dtype=np.int16))
 
     def _synthesize_chunk(self, text: str, blocks: asyncio.Queue, loop: asyncio.AbstractEventLoop,
                           stop: threading.Event) -> None:
@@ -279,7 +298,7 @@ class Speaker:
                               stopped=stopped))
 
     def _finished(self) -> Heard:
-        heard = [c.text for c in self._chunks if c.samples and c.played >= HEARD_FRACTION * c.samples]
+        heard = [c.text for c in self._chunks if c.text and c.samples and c.played >= HEARD_FRACTION * c.samples]
         played_ms = 1000.0 * self._written / self.rate
         return Heard(t=self.clock(), text=" ".join(heard), played_ms=round(played_ms, 1),
                      cancelled=self._cancelled.is_set())

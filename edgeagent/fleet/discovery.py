@@ -1,6 +1,7 @@
 """Home Assistant MQTT device discovery: one retained document per device that gives HA a
 state sensor, last-turn latency, backend, a mute switch, a volume number, a restart button and
-a "say" text entity, all reading ``{p}/state`` and writing ``{p}/cmd/*``."""
+a "say" text entity, all reading ``{p}/state`` and writing ``{p}/cmd/*``; and an event entity
+fed by ``{p}/intent`` (one event type per home-control intent) for automations to act on."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 from edgeagent.fleet.topics import Topics
 
 
-def discovery_payload(topics: Topics, device_name: str, version: str) -> dict[str, Any]:
+def discovery_payload(topics: Topics, device_name: str, version: str,
+                      intent_names: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     uid = f"edgeagent_{topics.device_id}"
 
     def entity(platform: str, key: str, name: str, **extra: Any) -> dict[str, Any]:
@@ -37,5 +39,7 @@ def discovery_payload(topics: Topics, device_name: str, version: str) -> dict[st
             "restart": entity("button", "restart", "Restart", cmd_t=topics.command("restart"), pl_prs="{}"),
             "say": entity("text", "say", "Say", cmd_t=topics.command("say"),
                           cmd_tpl='{"text": {{ value | tojson }}}', max=255),
+            **({"intent": entity("event", "intent", "Voice command", stat_t=topics.intent, evt_typ=list(intent_names))}
+               if intent_names else {}),
         },
     }

@@ -28,9 +28,11 @@ from edgeagent.config import Config, MqttConfig, TelemetryConfig
 from edgeagent.fleet import backoff, commands
 from edgeagent.fleet.control import CommandFailed, DeviceControl
 from edgeagent.fleet.discovery import discovery_payload
+from edgeagent.fleet.intents import IntentRequests
 from edgeagent.fleet.remote_config import ConfigChange, RemoteConfig
 from edgeagent.fleet.spool import Spool, TelemetryOutbox
 from edgeagent.fleet.topics import HA_STATUS, Topics
+from edgeagent.intents.templates import home_intent_names
 from edgeagent.turn.trace import TurnTrace, utc_now_iso
 
 log = logging.getLogger(__name__)
@@ -110,6 +112,7 @@ class FleetLink:
         self._publish_state_limited = _RateLimited(
             lambda: self._publish_state() if self._connected.is_set() else None, state_interval_s)
         self.counters = {"connects": 0, "messages": 0, "rejected": 0}
+        self.intent_requests = IntentRequests()
         self._client = make_client(config.mqtt, f"edgeagent-{config.device.id}", self.topics.status)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
@@ -171,6 +174,18 @@ class FleetLink:
             self._state.update(fields)
         self._publish_state_limited()
 
+    def publish_intent(self, body: dict[str, Any]) -> bool:
+        """A recognised home intent on ``{p}/intent`` (QoS 1, not retained), asking for a response
+        correlated by ``body["id"]``; False when the broker is not connected (nothing is queued:
+        a command must not fire minutes later)."""
+        if not self._connected.is_set():
+            return False
+        props = Properties(PacketTypes.PUBLISH)
+        props.ResponseTopic = self.topics.intent_response
+        props.CorrelationData = body["id"].encode()
+        info = self._client.publish(self.topics.intent, json.dumps(body, default=str), qos=1, properties=props)
+        return info.rc == mqtt.MQTT_ERR_SUCCESS
+
     def stats(self) -> dict[str, Any]:
         return {"connected": self.connected, "uptime_s": round(time.monotonic() - self._started_at, 1),
                 **self.counters, "telemetry": self.outbox.stats()}
@@ -185,7 +200,7 @@ class FleetLink:
         self.counters["connects"] += 1
         self._backoff.reset()
         t = self.topics
-        client.subscribe([(t.config_desired, 1), (t.commands, 1), (HA_STATUS, 1)])
+        client.subscribe([(t.config_desired, 1), (t.commands, 1), (HA_STATUS, 1), (t.intent_response, 1)])
         client.publish(t.status, "online", qos=1, retain=True)
         self._publish_state()
         self._publish_reported()
@@ -205,6 +220,9 @@ class FleetLink:
         try:
             if msg.topic == self.topics.config_desired:
                 self._handle_desired(msg.payload)
+            elif msg.topic == self.topics.intent_response:
+                props = getattr(msg, "properties", None)
+                self.intent_requests.handle(msg.payload, getattr(props, "CorrelationData", None))
             elif msg.topic == HA_STATUS:
                 if msg.payload.strip() == b"online":
                     self._publish_discovery()
@@ -219,6 +237,8 @@ class FleetLink:
     def _handle_desired(self, payload: bytes) -> None:
         change = self.remote.handle(payload)
         self._publish_reported()
+        if change is not None and any(key.startswith("intents.sentences") for key in change.changed):
+            self._publish_discovery()  # the intent event entity lists the operator's intents
         if change is not None and change.changed and self._on_config is not None:
             self._run_on_loop(self._deliver_config(change))
 
@@ -297,7 +317,8 @@ class FleetLink:
                              qos=1, retain=True)
 
     def _publish_discovery(self) -> None:
-        body = discovery_payload(self.topics, self.config.device.name, __version__)
+        body = discovery_payload(self.topics, self.config.device.name, __version__,
+                                 intent_names=home_intent_names(self.config.intents))
         self._client.publish(self.topics.ha_discovery, json.dumps(body), qos=1, retain=True)
 
 

@@ -23,13 +23,13 @@ log = logging.getLogger(__name__)
 # Keys pushed into the running daemon (Stages.configure); every other change needs a clean
 # restart (a model to reload, a device to reopen, a file to move).
 LIVE_KEYS = (
-    "device.name", "audio.volume", "wake.threshold", "wake.thresholds", "wake.trigger_frames",
+    "device.name", "device.timezone", "audio.volume", "wake.threshold", "wake.thresholds", "wake.trigger_frames",
     "wake.refractory_s", "vad.threshold", "vad.min_speech_ms", "vad.silence_ms", "vad.complete_silence_ms",
     "vad.max_utterance_s",
     "vad.no_speech_timeout_s", "vad.preroll_ms", "llm.cloud_", "llm.request_timeout_s",
     "llm.first_token_deadline_s", "llm.max_tokens", "llm.temperature", "llm.history_turns", "llm.system_prompt",
     "tts.length_scale", "tts.volume", "agent.follow_up_s", "agent.barge_in_min_speech_ms",
-    "telemetry.include_text", "log.",
+    "telemetry.include_text", "log.", "intents.",
 )
 MAX_DESIRED_BYTES = 64 * 1024
 LOCAL_ONLY = (("device", "id"), ("paths", None), ("mqtt", "topic_root"), ("ui", None))  # ui: where it listens

@@ -55,6 +55,16 @@ class Topics:
         return f"{self.prefix}/reply"
 
     @property
+    def intent(self) -> str:
+        """Recognised home-control intents (JSON events for Home Assistant or any fleet backend)."""
+        return f"{self.prefix}/intent"
+
+    @property
+    def intent_response(self) -> str:
+        """Where a handler confirms an intent (MQTT 5 response topic of every ``intent`` event)."""
+        return f"{self.prefix}/intent/response"
+
+    @property
     def ha_discovery(self) -> str:
         return f"homeassistant/device/{self.device_id}/config"
 

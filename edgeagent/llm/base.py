@@ -6,9 +6,32 @@ the HTTP stream is closed, llama.cpp stops producing tokens.
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Protocol
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Protocol
 
-Message = dict[str, str]  # {"role": "system"|"user"|"assistant", "content": "..."}
+Message = dict[str, Any]  # {"role": "system"|"user"|"assistant"|"tool", "content": "...", "tool_calls"?: [...]}
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function the model asked for (OpenAI ``tool_calls``): ``arguments`` is its JSON text."""
+
+    id: str
+    name: str
+    arguments: str
+
+    def message(self) -> dict[str, Any]:
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+
+class Tools(Protocol):
+    """What the router offers a backend that can call functions, and how it runs a call."""
+
+    schemas: list[dict[str, Any]]
+
+    def call(self, call: ToolCall) -> Awaitable[tuple[str, Any]]:
+        """(the result as text for the model, an event for the trace)."""
+        ...
 
 
 class LlmError(RuntimeError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from edgeagent.config import LlmConfig
 from edgeagent.llm.base import Message
@@ -16,6 +17,10 @@ class Conversation:
     max_turns: int = 6
     max_history_tokens: int = 1200
     turns: list[tuple[str, str]] = field(default_factory=list)  # (user, what the user heard)
+    limits: str = ""  # appended to the system prompt: what the device can really do (static: cached)
+    # a system note just before the user's words (the date and time): the part that changes goes last,
+    # so the model's cached prefix (system prompt, history) stays valid from turn to turn
+    note: Callable[[], str] = lambda: ""
 
     def configure(self, llm: LlmConfig) -> None:
         """Live config: prompt and history length from the next turn on."""
@@ -23,10 +28,13 @@ class Conversation:
         self._trim()
 
     def messages_for(self, user_text: str) -> list[Message]:
-        messages: list[Message] = [{"role": "system", "content": self.system_prompt}]
+        messages: list[Message] = [{"role": "system", "content": self.system_prompt + self.limits}]
         for user, heard in self.turns:
             messages.append({"role": "user", "content": user})
             messages.append({"role": "assistant", "content": heard})
+        note = self.note()
+        if note:
+            messages.append({"role": "system", "content": note})
         messages.append({"role": "user", "content": user_text})
         return messages
 

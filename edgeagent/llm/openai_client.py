@@ -1,15 +1,17 @@
 """OpenAI chat-completions streaming (SSE) over httpx: works with OpenAI, Inworld Router, Ollama,
-llama.cpp server and vLLM.  Closing the iterator closes the HTTP stream at once."""
+llama.cpp server and vLLM.  Closing the iterator closes the HTTP stream at once.  With ``tools``
+the model may answer with function calls instead of text: their streamed pieces are put together
+and yielded as ``ToolCall``s when the stream ends."""
 
 from __future__ import annotations
 
 import json
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 import httpx
 
 from edgeagent.config import LlmConfig
-from edgeagent.llm.base import LlmError, Message
+from edgeagent.llm.base import LlmError, Message, ToolCall
 
 
 class OpenAiChat:
@@ -32,9 +34,13 @@ class OpenAiChat:
         return cls(llm.cloud_base_url, llm.cloud_model, llm.cloud_api_key, llm.request_timeout_s,
                    llm.max_tokens, llm.temperature)
 
-    async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
+    async def stream(self, messages: list[Message], tools: list[dict[str, Any]] | None = None
+                     ) -> AsyncIterator[str | ToolCall]:
         body = {"model": self.model, "messages": messages, "stream": True,
                 "max_tokens": self.max_tokens, "temperature": self.temperature}
+        if tools:
+            body["tools"] = tools
+        calls: dict[int, dict[str, str]] = {}
         try:
             async with self.client.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
                 if response.status_code in (401, 403):
@@ -43,13 +49,18 @@ class OpenAiChat:
                     detail = (await response.aread()).decode(errors="replace")[:200]
                     raise LlmError(f"{self.name} LLM answered HTTP {response.status_code}: {detail}")
                 async for line in response.aiter_lines():
-                    text = parse_sse_line(line)
-                    if text is _END:
-                        return
-                    if text:
-                        yield text
+                    delta = parse_sse_line(line)
+                    if delta is _END:
+                        break
+                    if delta.get("content"):
+                        yield delta["content"]
+                    for piece in delta.get("tool_calls") or ():
+                        _add_tool_piece(calls, piece)
         except httpx.HTTPError as exc:
             raise LlmError(f"{self.name} LLM at {self.base_url} unreachable: {type(exc).__name__}: {exc}") from None
+        for index in sorted(calls):
+            call = calls[index]
+            yield ToolCall(call["id"] or f"call_{index}", call["name"], call["arguments"] or "{}")
 
     async def probe(self, timeout_s: float = 2.0) -> bool:
         """Cheap reachability check (GET /models); used before the user speaks."""
@@ -67,10 +78,11 @@ _END = object()
 
 
 def parse_sse_line(line: str):
-    """One SSE line -> token text, "" (nothing to say), or _END; malformed data raises LlmError."""
+    """One SSE line -> its delta (``{"content": ...}``, ``{"tool_calls": [...]}``, ``{}`` for nothing),
+    or _END; malformed data raises LlmError."""
     line = line.strip()
     if not line or line.startswith(":") or not line.startswith("data:"):
-        return ""
+        return {}
     data = line[5:].strip()
     if data == "[DONE]":
         return _END
@@ -79,6 +91,20 @@ def parse_sse_line(line: str):
         if "error" in event:
             raise LlmError(f"cloud LLM stream error: {event['error']}")
         choices = event.get("choices") or [{}]
-        return choices[0].get("delta", {}).get("content") or ""
+        delta = choices[0].get("delta") or {}
+        if not isinstance(delta, dict):
+            raise TypeError("delta is not an object")
+        return delta
     except (ValueError, AttributeError, TypeError, IndexError) as exc:
         raise LlmError(f"malformed SSE from cloud LLM: {data[:120]!r} ({exc})") from None
+
+
+def _add_tool_piece(calls: dict[int, dict[str, str]], piece: Any) -> None:
+    """Tool calls arrive in pieces (id and name first, the arguments' JSON text in parts), by index."""
+    if not isinstance(piece, dict):
+        raise LlmError(f"malformed tool call from cloud LLM: {str(piece)[:120]!r}")
+    call = calls.setdefault(int(piece.get("index", len(calls))), {"id": "", "name": "", "arguments": ""})
+    function = piece.get("function") or {}
+    call["id"] = piece.get("id") or call["id"]
+    call["name"] = function.get("name") or call["name"]
+    call["arguments"] += function.get("arguments") or ""

@@ -1,6 +1,9 @@
 """Chooses the backend per turn (cloud when reachable and healthy, else local) and fails over
 mid-turn: a cloud stream that errors or misses its first-token deadline is replaced by the
-local model in the same turn.  Reachability is known before the user speaks (background
+local model in the same turn.  A cloud backend is offered the device's skills as function tools;
+the router runs the calls it asks for (``Tools.call``), reports each (an ActionDone event for the
+trace) and asks again with the results, so the answer it finally speaks is about what was done.
+Reachability is known before the user speaks (background
 probes with back-off, plus the outcome of real requests behind a circuit breaker), so an
 offline device decides in microseconds and never waits on a dead network.
 """
@@ -16,11 +19,12 @@ from typing import AsyncIterator
 
 from edgeagent.config import LlmConfig
 from edgeagent.events import LlmRouted, LlmToken
-from edgeagent.llm.base import ChatBackend, LlmError, Message
+from edgeagent.llm.base import ChatBackend, LlmError, Message, ToolCall, Tools
 from edgeagent.llm.openai_client import OpenAiChat
 
 log = logging.getLogger("edgeagent.llm")
 
+MAX_TOOL_ROUNDS = 3  # model -> tools -> model ...: a model that keeps calling tools is stopped here
 CLOUD_FIELDS = ("cloud_base_url", "cloud_model", "cloud_api_key", "request_timeout_s", "max_tokens", "temperature")
 
 
@@ -100,18 +104,22 @@ class LlmRouter:
             raise LlmError("no LLM available: the cloud is down and the local model is disabled")
         return self.local
 
-    async def stream(self, messages: list[Message]) -> AsyncIterator[LlmRouted | LlmToken]:
+    async def stream(self, messages: list[Message], tools: Tools | None = None) -> AsyncIterator[LlmRouted | LlmToken]:
         """This turn's answer: an ``LlmRouted`` saying who answers and why (a second one after a
-        failover), then the tokens.  Closing the stream closes the backend's stream."""
+        failover), then the tokens (and, when the cloud called tools, the tools' events).  Closing
+        the stream closes the backend's stream."""
         backend, reason = self.choose()
         yield LlmRouted(t=time.monotonic(), backend=backend.name, reason=reason)
         if backend is self.cloud:
             produced = 0
             try:
-                async with contextlib.aclosing(self._with_deadline(backend.stream(messages))) as tokens:
-                    async for text in tokens:
-                        produced += 1
-                        yield LlmToken(t=time.monotonic(), text=text, backend=backend.name)
+                async with contextlib.aclosing(self._cloud_rounds(backend, messages, tools)) as items:
+                    async for item in items:
+                        if isinstance(item, str):
+                            produced += 1
+                            yield LlmToken(t=time.monotonic(), text=item, backend=backend.name)
+                        else:
+                            yield item  # a tool's event
                 self.breaker.record_success()
                 self.cloud_reachable = True
                 return
@@ -126,6 +134,28 @@ class LlmRouter:
         async with contextlib.aclosing(backend.stream(messages)) as tokens:
             async for text in tokens:
                 yield LlmToken(t=time.monotonic(), text=text, backend=backend.name)
+
+    async def _cloud_rounds(self, backend: ChatBackend, messages: list[Message], tools: Tools | None):
+        """Text from the cloud; tool calls run and answered, then the model asked again."""
+        for _ in range(MAX_TOOL_ROUNDS):
+            calls: list[ToolCall] = []
+            stream = backend.stream(messages, tools=tools.schemas) if tools else backend.stream(messages)
+            async with contextlib.aclosing(self._with_deadline(stream)) as items:
+                async for item in items:
+                    if isinstance(item, ToolCall):
+                        calls.append(item)
+                    else:
+                        yield item
+            if not calls or tools is None:
+                return
+            results = []
+            for call in calls:
+                result, event = await tools.call(call)
+                results.append({"role": "tool", "tool_call_id": call.id, "content": result})
+                yield event
+            messages = [*messages, {"role": "assistant", "content": None, "tool_calls": [c.message() for c in calls]},
+                        *results]
+        log.warning("cloud LLM still calling tools after %d rounds; its answer ends here", MAX_TOOL_ROUNDS)
 
     async def _with_deadline(self, tokens: AsyncIterator[str]) -> AsyncIterator[str]:
         """Raises TimeoutError (and closes the stream) if the first token is later than the deadline."""

@@ -58,11 +58,12 @@ async def converse_file(config: Config, input_wav: Path, output_wav: Path, realt
     engines = await asyncio.to_thread(load_engines, config)
     audio_out = ClockedSink(output_wav, frame_ms=config.audio.frame_ms)
     stages = wire(config, engines, audio_out, default_trace_sinks(config, traces_path))
-    probes = asyncio.create_task(engines.router.probe_forever())
+    background = [asyncio.create_task(engines.router.probe_forever()), asyncio.create_task(stages.replier.run_timers())]
     try:
         await stages.controller.run(source.frames(), pace_replies=not realtime)
     finally:
-        probes.cancel()
+        for task in background:
+            task.cancel()
         await stages.close()
         engines.close()
         await audio_out.close()
@@ -106,7 +107,8 @@ async def run_daemon(config: Config, input_wav: Path | None = None, output_wav: 
     stages = wire(config, engines, audio_out, default_trace_sinks(config) + ([link] if link else []),
                   on_state=state_changed, on_event=show)
     install_signal_handlers(stages.controller)
-    background = [asyncio.create_task(engines.router.probe_forever()), asyncio.create_task(watchdog_loop())]
+    background = [asyncio.create_task(engines.router.probe_forever()), asyncio.create_task(watchdog_loop()),
+                  asyncio.create_task(stages.replier.run_timers())]  # timers ring from READY on
     remote.attach(stages)
     if link is not None:
         link.start()

@@ -28,10 +28,15 @@ class VoiceRemote:
         self.stages: Stages | None = None
 
     def attach(self, stages: Stages) -> None:
-        """The voice loop is up: it takes the fleet's mute and volume, and reports from now on."""
+        """The voice loop is up: it takes the fleet's mute and volume, and reports from now on; home
+        commands go out over the link, and a volume changed by voice is reported like a remote one."""
         self.stages = stages
         stages.controller.set_muted(self.device_state.muted)
         stages.speaker.set_volume(self.device_state.volume)
+        skills = stages.replier.skills
+        skills.home.channel = self.device_state.link
+        if skills.volume is not None:
+            skills.volume.on_change = self.device_state.set_volume
         self.device_state.publish()
 
     def _describe(self) -> dict[str, Any]:

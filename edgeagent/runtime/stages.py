@@ -1,8 +1,9 @@
 """The voice loop assembled: engines loaded once, stages wired over them, live config pushed in.
 
-``load_engines`` loads every model once, before READY (the slow part).  ``wire`` builds the
-stages that use them for one audio output: endpointer, transcriber, conversation, speaker, reply
-pipeline, barge-in detector, telemetry and the turn controller.  ``Stages.configure`` is the one
+``load_engines`` loads every model once, before READY (the slow part), and compiles the intent
+templates.  ``wire`` builds the stages that use them for one audio output: endpointer, transcriber,
+conversation, speaker, reply pipeline behind the intent replier (skills, timers, home control),
+barge-in detector, telemetry and the turn controller.  ``Stages.configure`` is the one
 way a live config change reaches them: each stage takes its own section.  Tests, benchmarks and
 the CLI drive exactly this wiring.
 """
@@ -23,6 +24,13 @@ from edgeagent.ear.bargein import BargeInDetector, create_barge_in
 from edgeagent.ear.vad import SilenceEndpointer, VoiceActivity, create_endpointer
 from edgeagent.ear.wake import WakeDetector
 from edgeagent.events import Event, StateChanged, TranscriptPartial
+from edgeagent.intents.home import HomeControl
+from edgeagent.intents.honesty import LIMITS, ClaimVet, time_note
+from edgeagent.intents.matcher import IntentMatcher
+from edgeagent.intents.replier import IntentReplier
+from edgeagent.intents.skills import Skills, Volume
+from edgeagent.intents.timers import TimerStore
+from edgeagent.intents.tools import ToolBox
 from edgeagent.llm.base import LlmError
 from edgeagent.llm.conversation import Conversation
 from edgeagent.llm.local import LocalLlm
@@ -51,6 +59,7 @@ class Engines:
     recognizer: Recognizer
     router: LlmRouter
     synthesizer: Synthesizer
+    intents: IntentMatcher  # the compiled sentence templates (a few hundred ms to build: once)
     degraded: dict[str, str] = field(default_factory=dict)  # family -> the fallback in use, and why
 
     def close(self) -> None:
@@ -66,7 +75,7 @@ def build_router(config: Config, wait: bool = True) -> LlmRouter:
         path = Path(config.llm.local_model_path) if config.llm.local_model_path else \
             model_path("llm/smollm2-135m-instruct-q4_1", config.models_dir)
         local = LocalLlm(path, config.llm.max_tokens, config.llm.temperature, threads=config.llm.local_threads,
-                         system_prompt=config.llm.system_prompt, wait=wait)
+                         system_prompt=config.llm.system_prompt + LIMITS, wait=wait)  # warmed as it is sent
     return LlmRouter(local, OpenAiChat.from_config(config.llm), config.llm.first_token_deadline_s,
                      cloud_settings=cloud_settings(config.llm))
 
@@ -81,11 +90,12 @@ def load_engines(config: Config, guard: StartGuard | None = None) -> Engines:
         activity = guard.load(config, "vad", build_voice_activity)
         recognizer = guard.load(config, "stt", build_recognizer)
         synthesizer = guard.load(config, "tts", build_synthesizer)
+        intents = IntentMatcher(config.intents)
         _wait_for_local_llm(router, guard)
     except BaseException:
         router.close()
         raise
-    return Engines(wake, activity, recognizer, router, synthesizer, degraded=dict(guard.degraded))
+    return Engines(wake, activity, recognizer, router, synthesizer, intents, degraded=dict(guard.degraded))
 
 
 def _wait_for_local_llm(router: LlmRouter, guard: StartGuard) -> None:
@@ -111,7 +121,7 @@ class Stages:
     transcriber: StreamingTranscriber
     conversation: Conversation
     speaker: Speaker
-    replier: ReplyPipeline
+    replier: IntentReplier  # intents first, then the LLM's ReplyPipeline (replier.pipeline)
     barge_in: BargeInDetector
     telemetry: TraceFanout
     controller: TurnController
@@ -127,6 +137,7 @@ class Stages:
         self.endpointer.configure(config.vad)
         await self.engines.router.configure(config.llm)
         self.conversation.configure(config.llm)
+        self.replier.configure(config)  # intents, time zone, home-command deadline
         self.engines.synthesizer.configure(config.tts)
         self.speaker.configure(config.audio)
         self.barge_in.configure(config.agent)
@@ -149,11 +160,16 @@ def wire(config: Config, engines: Engines, audio_out: AudioOut, trace_sinks: lis
     reference = EchoReference(audio_out.sample_rate)  # what the speaker played: the barge-in echo reference
     speaker = Speaker(engines.synthesizer, EchoTap(audio_out, reference), frame_ms=config.audio.frame_ms,
                       volume=config.audio.volume)
-    conversation = Conversation(config.llm.system_prompt, config.llm.history_turns)
     endpointer = create_endpointer(config, engines.activity)
     transcriber = StreamingTranscriber(engines.recognizer,
                                        on_partial=lambda partial: (log_partial(partial), controller.observe(partial)))
-    replier = ReplyPipeline(engines.router, conversation, speaker)
+    skills = Skills(config, TimerStore(config.state_dir / "timers.json"), Volume(speaker),
+                    HomeControl(config.device.id, config.telemetry.include_text, config.intents.confirm_timeout_s))
+    conversation = Conversation(config.llm.system_prompt, config.llm.history_turns,
+                                limits=LIMITS, note=lambda: time_note(skills.now()))
+    pipeline = ReplyPipeline(engines.router, conversation, speaker, vetting=ClaimVet,
+                             tools=ToolBox(skills, engines.intents))
+    replier = IntentReplier(pipeline, engines.intents, skills, config, on_event=on_event)
     barge_in = create_barge_in(config, reference, engines.wake)
     tick = audio_out.tick if isinstance(audio_out, ClockedSink) else None  # a file is clocked by the mic, a device by itself
     controller = TurnController(
@@ -161,6 +177,7 @@ def wire(config: Config, engines: Engines, audio_out: AudioOut, trace_sinks: lis
         barge_in=barge_in, publish_trace=telemetry.publish_trace,
         on_state=lambda change: (log_state(change), on_state(change)), tick_speaker=tick, on_event=on_event,
     )
+    replier.controller = controller  # timers ring through it, like a remote `say`
     return Stages(config, engines, endpointer, transcriber, conversation, speaker, replier, barge_in, telemetry,
                   controller)
 

@@ -27,6 +27,7 @@ from edgeagent.config import Config
 from edgeagent.ear.vad import Endpointer
 from edgeagent.ear.wake import WakeDetector
 from edgeagent.events import (
+    ActionDone,
     AgentState,
     BargeIn,
     ChunkQueued,
@@ -35,6 +36,7 @@ from edgeagent.events import (
     FirstSynth,
     FirstToken,
     Heard,
+    IntentMatched,
     LlmRouted,
     NoSpeech,
     ReplyDone,
@@ -79,7 +81,7 @@ class Reply(Protocol):
 
 
 class Replier(Protocol):
-    def answer(self, user_text: str) -> Reply: ...
+    def answer(self, user_text: str, turn_id: str = "") -> Reply: ...
 
     def announce(self, text: str) -> Reply: ...
 
@@ -211,9 +213,10 @@ class TurnController:
         if self.state == AgentState.IDLE:
             self._follow_up_pending = True  # opened on the next frame (the endpointer starts on a frame)
 
-    def announce(self, text: str) -> bool:
-        """Speak ``text`` now (remote `say`); False when a turn is in progress.  An open follow-up
-        window in which nobody has spoken yet is not a turn in progress: the announcement closes it."""
+    def announce(self, text: str, reply: Callable[[], Reply] | None = None) -> bool:
+        """Speak ``text`` now (remote `say`, a timer ringing: ``reply`` makes its own Reply); False when
+        a turn is in progress.  An open follow-up window in which nobody has spoken yet is not a turn
+        in progress: the announcement closes it.  A barge-in stops it like any reply."""
         turn = self.turn
         if turn is not None and turn.follow_up and turn.task is None and not self.endpointer.state.in_speech:
             self.endpointer.end()
@@ -224,7 +227,7 @@ class TurnController:
         turn = Turn(trace=TurnTrace(device_id=self.config.device.id), announcement=True)
         self.turn = turn
         self._set_state(AgentState.THINKING, "say")
-        self._start(turn, self._announce(turn, text), "announce")
+        self._start(turn, self._announce(turn, reply() if reply else self.replier.announce(text)), "announce")
         return True
 
     def cancel(self) -> None:
@@ -324,14 +327,14 @@ class TurnController:
         if not turn.transcript:
             trace.outcome = "no_speech"
             return
-        turn.reply = self.replier.answer(turn.transcript)
+        turn.reply = self.replier.answer(turn.transcript, turn_id=trace.turn_id)
         async for event in turn.reply.events():
             self.on_event(event, trace.turn_id)
             self._fold(turn, event)
 
-    async def _announce(self, turn: Turn, text: str) -> None:
+    async def _announce(self, turn: Turn, reply: Reply) -> None:
         try:
-            await self._speak(turn, self.replier.announce(text))
+            await self._speak(turn, reply)
         finally:
             self._end(turn)
 
@@ -346,7 +349,14 @@ class TurnController:
     def _fold(self, turn: Turn, event: ReplyEvent) -> None:
         """One reply event into the turn's trace."""
         trace = turn.trace
-        if isinstance(event, LlmRouted):
+        if isinstance(event, IntentMatched):
+            trace.intent, trace.intent_slots, trace.intent_confidence = event.name, event.slots, event.confidence
+            trace.intent_match_ms = event.match_ms
+            trace.llm_backend, trace.llm_backend_reason = "none", f"intent ({event.source})"
+        elif isinstance(event, ActionDone):
+            trace.actions = (trace.actions or []) + [{"name": event.name, "done": event.done,
+                                                      "confirmed": event.confirmed, "detail": event.detail}]
+        elif isinstance(event, LlmRouted):
             turn.llm_request = turn.llm_request or event.t
             trace.llm_backend, trace.llm_backend_reason = event.backend, event.reason  # a failover overrides
         elif isinstance(event, FirstToken):

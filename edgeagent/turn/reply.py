@@ -13,15 +13,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import AsyncIterator, Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable, Protocol
 
 from edgeagent.audio.playout import Speaker
-from edgeagent.events import Event, FirstToken, Heard, LlmRouted, ReplyDone, ReplyEvent, ReplyFailed
+from edgeagent.audio.sound import Sound
+from edgeagent.events import ActionDone, Event, FirstToken, Heard, LlmRouted, ReplyDone, ReplyEvent, ReplyFailed
+from edgeagent.llm.base import Tools
 from edgeagent.llm.conversation import Conversation
 from edgeagent.llm.router import LlmRouter
 from edgeagent.tts.chunker import SentenceChunker
 
 Emit = Callable[[Event], None]
+
+
+class Vet(Protocol):
+    """One answer's check of what the LLM says (``edgeagent.intents.honesty.ClaimVet``)."""
+
+    acted: bool  # a tool really did something in this answer: it may say so
+
+    def __call__(self, chunk: str) -> str: ...
+
+
+class ToolsFor(Protocol):
+    """The device's skills as LLM tools, bound to one turn (``edgeagent.intents.tools.ToolBox``)."""
+
+    def for_turn(self, turn_id: str, user_text: str) -> Tools: ...
 
 
 class Reply:
@@ -53,36 +69,57 @@ class Reply:
 class ReplyPipeline:
     """Makes replies: ``answer`` (through the LLM, into the conversation) and ``announce`` (fixed text)."""
 
-    def __init__(self, router: LlmRouter, conversation: Conversation, speaker: Speaker):
+    def __init__(self, router: LlmRouter, conversation: Conversation, speaker: Speaker,
+                 vetting: Callable[[], Vet] | None = None, tools: ToolsFor | None = None):
         self.router = router
         self.conversation = conversation
         self.speaker = speaker
+        self.vetting = vetting  # a fresh vet per answer: the LLM may not claim what no skill did
+        self.tools = tools  # offered to backends that call functions (the cloud)
 
-    def answer(self, user_text: str) -> Reply:
-        return Reply(lambda emit: self._answer(user_text, emit), self.speaker.cancel, "reply")
+    def answer(self, user_text: str, turn_id: str = "") -> Reply:
+        tools = self.tools.for_turn(turn_id, user_text) if self.tools else None
+        return Reply(lambda emit: self._answer(user_text, emit, tools), self.speaker.cancel, "reply")
 
     def announce(self, text: str) -> Reply:
         """Speak fixed text (an apology, a remote ``say``) without the LLM or the conversation."""
         return Reply(lambda emit: self._announce(text, emit), self.speaker.cancel, "announce")
 
-    async def _answer(self, user_text: str, emit: Emit) -> None:
+    async def _answer(self, user_text: str, emit: Emit, tools: Tools | None = None) -> None:
         generated: list[str] = []
-        await self._play(self._chunks(self.conversation.messages_for(user_text), generated, emit), emit,
-                         made=lambda: ("".join(generated).strip(), len(generated)),
-                         on_heard=lambda heard: self.conversation.record(user_text, heard.text, heard.cancelled))
+        await self.play(self._chunks(self.conversation.messages_for(user_text), generated, emit, tools), emit,
+                        made=lambda: ("".join(generated).strip(), len(generated)),
+                        on_heard=lambda heard: self.conversation.record(user_text, heard.text, heard.cancelled))
 
     async def _announce(self, text: str, emit: Emit) -> None:
+        await self.say(text, emit)
+
+    async def say(self, text: str, emit: Emit, user_text: str | None = None) -> None:
+        """Speak fixed text as this reply (an announcement, a skill's answer; "" says nothing); with
+        ``user_text`` the exchange joins the conversation, so the LLM knows what was done."""
         async def one() -> AsyncIterator[str]:
-            yield text
+            if text:
+                yield text
 
-        await self._play(one(), emit, made=lambda: (text, 0))
+        record = (lambda heard: self.conversation.record(user_text, heard.text, heard.cancelled)) \
+            if user_text is not None else (lambda heard: None)
+        await self.play(one(), emit, made=lambda: (text, 0), on_heard=record)
 
-    async def _chunks(self, messages, generated: list[str], emit: Emit) -> AsyncIterator[str]:
+    async def _chunks(self, messages, generated: list[str], emit: Emit, tools: Tools | None) -> AsyncIterator[str]:
+        vet = self.vetting() if self.vetting else None
+        async with contextlib.aclosing(self._llm_chunks(messages, generated, emit, tools, vet)) as chunks:
+            async for chunk in chunks:  # closed at once on cancel, and the LLM stream with it
+                yield vet(chunk) if vet is not None else chunk
+
+    async def _llm_chunks(self, messages, generated: list[str], emit: Emit, tools: Tools | None,
+                          vet: Vet | None) -> AsyncIterator[str]:
         chunker = SentenceChunker()
-        async with contextlib.aclosing(self.router.stream(messages)) as stream:  # closed at once on cancel
+        async with contextlib.aclosing(self.router.stream(messages, tools)) as stream:  # closed at once on cancel
             async for event in stream:
-                if isinstance(event, LlmRouted):
+                if isinstance(event, (LlmRouted, ActionDone)):
                     emit(event)
+                    if isinstance(event, ActionDone) and event.done and vet is not None:
+                        vet.acted = True
                     continue
                 if not generated:
                     emit(FirstToken(t=event.t, backend=event.backend))
@@ -92,9 +129,9 @@ class ReplyPipeline:
         for chunk in chunker.flush():
             yield chunk
 
-    async def _play(self, chunks: AsyncIterator[str], emit: Emit, made: Callable[[], tuple[str, int]],
+    async def play(self, chunks: AsyncIterator[str | Sound], emit: Emit, made: Callable[[], tuple[str, int]],
                     on_heard: Callable[[Heard], None] = lambda heard: None) -> None:
-        """Speak ``chunks``; however that ends, report Heard and then ReplyDone or ReplyFailed.
+        """Speak ``chunks`` (text, or ready-made Sounds); however that ends, report Heard and then ReplyDone or ReplyFailed.
         ``made()`` is the text generated so far and its token count."""
         failure = None
         try:

@@ -31,6 +31,11 @@ class TurnTrace:
     end_of_turn_ms: float | None = None  # true end of speech -> end-of-turn decision
     end_of_turn_reason: str | None = None  # silence | complete sentence | max_length
     end_of_speech_to_final_ms: float | None = None
+    intent: str | None = None  # the intent that answered (no LLM: llm_backend "none")
+    intent_slots: dict | None = None
+    intent_confidence: float | None = None
+    intent_match_ms: float | None = None
+    actions: list | None = None  # what skills or tools did: [{"name", "done", "confirmed", "detail"}]
     llm_backend: str | None = None
     llm_backend_reason: str | None = None
     llm_ttft_ms: float | None = None
