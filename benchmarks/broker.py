@@ -57,6 +57,15 @@ class Broker:
         if self.proc is not None:
             self.proc.send_signal(signal.SIGHUP)  # reload the password file
 
+    @property
+    def device_port(self) -> int:
+        """Where devices connect (today the same listener as operators)."""
+        return self.port
+
+    def add_device(self, name: str, password: str) -> None:
+        """A device login: user name = device id."""
+        self.add_user(name, password)
+
     def start(self) -> None:
         self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
@@ -83,13 +92,13 @@ class Broker:
 def device_config(tmp_path: Path, broker: Broker, device_id: str, **sections: dict[str, Any]) -> Path:
     """A device TOML (user = device id, password from a file) with its own state dir."""
     password = f"pw-{device_id}-{uuid.uuid4().hex[:6]}"
-    broker.add_user(device_id, password)
+    broker.add_device(device_id, password)
     pw_file = tmp_path / f"{device_id}.password"
     pw_file.write_text(password)
     data: dict[str, dict[str, Any]] = {
         "device": {"id": device_id},
         "paths": {"state_dir": str(tmp_path / f"state-{device_id}")},
-        "mqtt": {"enabled": True, "host": "127.0.0.1", "port": broker.port, "username": device_id,
+        "mqtt": {"enabled": True, "host": "127.0.0.1", "port": broker.device_port, "username": device_id,
                  "password_file": str(pw_file), "keepalive_s": 5},
     }
     for section, values in sections.items():

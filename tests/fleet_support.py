@@ -23,7 +23,8 @@ class Watcher:
     """An MQTT client (operator by default) that queues every message it receives."""
 
     def __init__(self, broker: Broker, subscriptions: list[str], user: tuple[str, str] = OPERATOR,
-                 client_id: str | None = None, clean_start: bool = True, session_expiry: int = 0):
+                 client_id: str | None = None, clean_start: bool = True, session_expiry: int = 0,
+                 port: int | None = None):
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.subscribed = queue.Queue()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or uuid.uuid4().hex,
@@ -38,7 +39,7 @@ class Watcher:
         props = Properties(PacketTypes.CONNECT)
         if session_expiry:
             props.SessionExpiryInterval = session_expiry
-        self.client.connect("127.0.0.1", broker.port, keepalive=5, clean_start=clean_start, properties=props)
+        self.client.connect("127.0.0.1", port or broker.port, keepalive=5, clean_start=clean_start, properties=props)
         self.client.loop_start()
         if self._subs:
             self.subscribed.get(timeout=5)
@@ -73,10 +74,9 @@ class Watcher:
 
 def start_device(config_path: Path) -> subprocess.Popen:
     """The device process; its log goes to a file (a pipe nobody drains would block it)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEAGENT_")}
     log = open(config_path.with_suffix(".log"), "ab")
     proc = subprocess.Popen([sys.executable, "-m", "edgeagent.fleet.device", "--config", str(config_path)],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+                            cwd=REPO, env=_clean_env(), stdout=log, stderr=subprocess.STDOUT)
     proc.log_path = Path(log.name)  # type: ignore[attr-defined]
     log.close()
     return proc
@@ -92,3 +92,57 @@ def stop_process(proc: subprocess.Popen) -> str:
             proc.kill()
             proc.wait()
     return proc.log_path.read_text(errors="replace")  # type: ignore[attr-defined]
+
+
+def connect(port: int, user: tuple[str, str], client_id: str, clean_start: bool = True,
+            session_expiry: int = 0, timeout: float = 5.0) -> tuple[mqtt.Client, object, bool]:
+    """One MQTT 5 connection attempt: (client, CONNACK reason, session_present).  The client keeps
+    running (paho reconnects it) until the caller closes it with ``close_client``."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    answers: queue.Queue = queue.Queue()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.username_pw_set(*user)
+    client.on_connect = lambda _c, _u, flags, reason, _p: answers.put((reason, flags.session_present))
+    props = Properties(PacketTypes.CONNECT)
+    if session_expiry:
+        props.SessionExpiryInterval = session_expiry
+    client.connect("127.0.0.1", port, keepalive=5, clean_start=clean_start, properties=props)
+    client.loop_start()
+    reason, present = answers.get(timeout=timeout)
+    return client, reason, present
+
+
+def close_client(client: mqtt.Client) -> None:
+    client.disconnect()
+    client.loop_stop()
+
+
+def assert_no_message(watcher: Watcher, match: Callable[[mqtt.MQTTMessage], bool], seconds: float) -> None:
+    """Nothing matching arrives within ``seconds``."""
+    try:
+        msg = watcher.get(match, timeout=seconds)
+    except AssertionError:
+        return
+    raise AssertionError(f"unexpected message on {msg.topic}: {msg.payload[:300]!r}")
+
+
+def operator_cli(broker: Broker, workdir: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """``edgeagent fleet ...`` as the operator against ``broker`` (a real CLI process)."""
+    password = workdir / "operator.password"
+    password.write_text(OPERATOR[1])
+
+    def cli(*args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(operator_command(broker, password, *args), cwd=REPO, capture_output=True, text=True,
+                              timeout=timeout, input=stdin, env=_clean_env())
+    return cli
+
+
+def operator_command(broker: Broker, password_file: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "edgeagent", "fleet", "--host", "127.0.0.1", "--port", str(broker.port),
+            "--username", OPERATOR[0], "--password-file", str(password_file), *args]
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("EDGEAGENT_")}

@@ -41,6 +41,10 @@ def test_daemon_on_wav_with_fleet_notify_and_sigterm(tmp_path, broker):
         # the answer, then the 1 s follow-up window nobody speaks in, then idle
         for state in ("speaking", "listening", "idle"):
             states.get_json("edgeagent/speaker-1/state", lambda s: s.get("state") == state, timeout=30)
+        # finding 13: a lone surrogate was accepted ({"ok": true, "speaking": true}) and failed unseen later
+        watcher.client.publish("edgeagent/speaker-1/cmd/say", b'{"text": "lone \\ud800 surrogate"}', qos=1)
+        refused = watcher.get_json("edgeagent/speaker-1/cmd/say/result", timeout=20)
+        assert refused["ok"] is False and "surrogate" in refused["error"], refused
         watcher.client.publish("edgeagent/speaker-1/cmd/say", json.dumps({"text": "Hello from the fleet."}), qos=1)
         result = watcher.get_json("edgeagent/speaker-1/cmd/say/result", timeout=20)
         assert result["ok"] is True, result
@@ -58,6 +62,7 @@ def test_daemon_on_wav_with_fleet_notify_and_sigterm(tmp_path, broker):
         notify.close()
     assert any(m.startswith("STATUS=") for m in messages)
     log = (tmp_path / "daemon.log").read_text(errors="replace")
+    assert "UnicodeEncodeError" not in log and "never retrieved" not in log, log[-3000:]
     # the answer and, after the follow-up window's silence, the announcement were both played
     agent = read_audio(out)
     answer_end = _last_voice_before_gap(agent, gap_s=0.9)
