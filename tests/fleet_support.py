@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -10,7 +11,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import paho.mqtt.client as mqtt
 from benchmarks.broker import OPERATOR, REPO, Broker, device_config
@@ -146,3 +147,17 @@ def operator_command(broker: Broker, password_file: Path, *args: str) -> list[st
 
 def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("EDGEAGENT_")}
+
+
+@contextlib.contextmanager
+def discovery_relay(broker: Broker, workdir: Path) -> Iterator[Path]:
+    """``edgeagent fleet discovery`` running as the operator; yields the path of its log."""
+    operator_cli(broker, workdir)  # writes the password file
+    log = workdir / "discovery-relay.log"
+    proc = subprocess.Popen(operator_command(broker, workdir / "operator.password", "discovery"), cwd=REPO,
+                            env=_clean_env(), stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+    try:
+        yield log
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import queue
 import re
-import subprocess
-import time
 
 import pytest
 
 from edgeagent.fleet.discovery import discovery_payload
 from edgeagent.fleet.topics import Topics
-from tests.fleet_support import (REPO, Watcher, assert_no_message, close_client, connect, device_config,
-                                 operator_cli, operator_command, start_device, stop_process)
+from tests.fleet_support import (Watcher, assert_no_message, close_client, connect, device_config, discovery_relay,
+                                 operator_cli, start_device, stop_process)
 from tests.test_fleet_device import request
 
 
@@ -54,15 +52,17 @@ def test_device_cannot_read_or_write_another_devices_topics(broker):
             w.close()
 
 
-def test_device_may_publish_only_its_own_home_assistant_discovery(broker):
+def test_device_writes_discovery_only_in_its_own_prefix(broker):
+    """No device writes Home Assistant's topics, not even its own document: the relay does, checked."""
     a, _b = users(broker)
     device_a = Watcher(broker, [], user=a, port=broker.device_port)
-    ha = Watcher(broker, ["homeassistant/device/+/config"])
+    ha = Watcher(broker, ["homeassistant/device/+/config", "edgeagent/+/discovery"])
     try:
         device_a.client.publish("homeassistant/device/devb/config", b"{}", qos=1).wait_for_publish(5)
         device_a.client.publish("homeassistant/device/deva/config", b'{"ok": 1}', qos=1).wait_for_publish(5)
+        device_a.client.publish("edgeagent/deva/discovery", b'{"ok": 2}', qos=1).wait_for_publish(5)
         msg = ha.get()
-        assert msg.topic == "homeassistant/device/deva/config"
+        assert (msg.topic, msg.payload) == ("edgeagent/deva/discovery", b'{"ok": 2}')
         assert_nothing(ha, 0.5)
     finally:
         device_a.close()
@@ -160,31 +160,27 @@ def foreign_topics(doc: dict, device: str) -> list[str]:
 def test_home_assistant_sees_only_discovery_that_references_the_devices_own_topics(tmp_path, broker):
     """Finding 3: a stolen login published discovery for its own id whose restart button commands hall
     (retained; HA would then press it with HA's rights)."""
-    operator_cli(broker, tmp_path)  # writes the operator's password file
-    relay = subprocess.Popen(operator_command(broker, tmp_path / "operator.password", "discovery"), cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=open(tmp_path / "relay.log", "wb"))
-    ha = Watcher(broker, ["homeassistant/device/+/config"])
     broker.add_device("kitchen", "pw-kitchen")
-    kitchen = Watcher(broker, [], user=("kitchen", "pw-kitchen"), port=broker.device_port)
-    porch = start_device(device_config(tmp_path, broker, "porch"))
-    try:
-        evil = json.dumps(evil_discovery("kitchen", "hall"))
-        for topic in ("homeassistant/device/kitchen/config", "edgeagent/kitchen/discovery"):
-            kitchen.client.publish(topic, evil, qos=1, retain=True).wait_for_publish(5)
-        # a real device's discovery still reaches HA, and references only its own topics
-        doc = ha.get_json("homeassistant/device/porch/config", timeout=20)
-        assert doc["cmps"]["restart"]["cmd_t"] == "edgeagent/porch/cmd/restart"
-        assert foreign_topics(doc, "porch") == []
-        assert_no_message(ha, lambda m: m.topic == "homeassistant/device/kitchen/config", 2)
-    finally:
-        kitchen.close()
-        ha.close()
-        stop_process(porch)
-        relay.terminate()
-        relay.wait(10)
+    with discovery_relay(broker, tmp_path) as relay_log:
+        ha = Watcher(broker, ["homeassistant/device/+/config"])
+        kitchen = Watcher(broker, [], user=("kitchen", "pw-kitchen"), port=broker.device_port)
+        porch = start_device(device_config(tmp_path, broker, "porch"))
+        try:
+            evil = json.dumps(evil_discovery("kitchen", "hall"))
+            for topic in ("homeassistant/device/kitchen/config", "edgeagent/kitchen/discovery"):
+                kitchen.client.publish(topic, evil, qos=1, retain=True).wait_for_publish(5)
+            # a real device's discovery still reaches HA, and references only its own topics
+            doc = ha.get_json("homeassistant/device/porch/config", timeout=20)
+            assert doc["cmps"]["restart"]["cmd_t"] == "edgeagent/porch/cmd/restart"
+            assert foreign_topics(doc, "porch") == []
+            assert_no_message(ha, lambda m: m.topic == "homeassistant/device/kitchen/config", 2)
+        finally:
+            kitchen.close()
+            ha.close()
+            stop_process(porch)
     late = Watcher(broker, ["homeassistant/device/+/config"])  # nothing evil retained either
     try:
         assert_no_message(late, lambda m: bool(foreign_topics(json.loads(m.payload or b"{}"), m.topic.split("/")[2])), 1)
     finally:
         late.close()
-    assert "edgeagent/hall/cmd/restart" in (tmp_path / "relay.log").read_text(), "the relay says what it refused"
+    assert "edgeagent/hall/cmd/restart" in relay_log.read_text(), "the relay says what it refused"

@@ -13,7 +13,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tests.fleet_support import Watcher, device_config, start_device, stop_process
+from tests.fleet_support import Watcher, device_config, discovery_relay, start_device, stop_process
 
 P = "edgeagent/{}"
 
@@ -178,10 +178,16 @@ def test_invalid_desired_config_rejected_and_nothing_changes(device):
         assert reported["config"]["audio"]["volume"] == 0.8
 
 
-def test_home_assistant_discovery_resent_on_birth(device):
+def test_home_assistant_discovery_resent_on_birth(device, broker, tmp_path):
+    """The device's document reaches HA through the discovery relay, and again on HA's birth message."""
+    with discovery_relay(broker, tmp_path):
+        _discovery_for_home_assistant(device)
+
+
+def _discovery_for_home_assistant(device):
     dev, _proc, watcher = device
     topic = f"homeassistant/device/{dev}/config"
-    doc = watcher.get_json(topic)
+    doc = watcher.get_json(topic, timeout=20)
     assert doc["avty_t"] == f"edgeagent/{dev}/status" and doc["stat_t"] == f"edgeagent/{dev}/state"
     assert {c["p"] for c in doc["cmps"].values()} == {"sensor", "switch", "number", "button", "text"}
     assert doc["cmps"]["mute"]["cmd_t"] == f"edgeagent/{dev}/cmd/mute"

@@ -73,7 +73,8 @@ def _openssl(*args: str, cwd) -> None:
 
 @pytest.fixture
 def tls_broker(tmp_path):
-    """The same broker config plus a TLS listener that takes the client certificate's CN as user name."""
+    """The same broker config plus a devices' TLS listener that takes the client certificate's CN as
+    user name (and so as client id), under the devices' ACL."""
     pki = tmp_path / "pki"
     pki.mkdir()
     _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
@@ -95,6 +96,9 @@ certfile {pki}/server.crt
 keyfile {pki}/server.key
 require_certificate true
 use_identity_as_username true
+use_username_as_clientid true
+allow_anonymous false
+acl_file {Broker.DEVICE_ACL}
 """)
     b.start()
     yield b, pki

@@ -1,4 +1,4 @@
-"""``edgeagent fleet devices|tail|stats|send|config``: the operator's view of the fleet over MQTT."""
+"""``edgeagent fleet devices|tail|stats|send|config|discovery``: the operator's view of the fleet over MQTT."""
 
 from __future__ import annotations
 
@@ -49,6 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add_argument("device")
     config.add_argument("settings", nargs="+", metavar="KEY=VALUE", help="e.g. vad.silence_ms=600 (values parsed as JSON, else text)")
     config.add_argument("--replace", action="store_true", help="replace the whole desired document instead of merging")
+    actions.add_parser("discovery", help="relay devices' Home Assistant discovery to HA, each checked to reference "
+                                         "only its own device's topics (runs until stopped)")
     parser.set_defaults(handler=run)
 
 
@@ -252,4 +254,18 @@ def _ms(value: Any) -> str:
     return "-" if value is None else f"{value:.0f}ms"
 
 
-ACTIONS = {"devices": _devices, "tail": _tail, "stats": _stats, "send": _send, "config": _config}
+def _discovery(args: argparse.Namespace, client: Any) -> int:
+    import signal
+    import threading
+
+    from edgeagent.fleet.discovery_relay import DiscoveryRelay
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_a: stop.set())
+    DiscoveryRelay(client).run(stop)
+    return 0
+
+
+ACTIONS = {"devices": _devices, "tail": _tail, "stats": _stats, "send": _send, "config": _config,
+           "discovery": _discovery}

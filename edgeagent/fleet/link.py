@@ -108,7 +108,11 @@ class FleetLink:
         self._publish_state_limited = _RateLimited(
             lambda: self._publish_state() if self._connected.is_set() else None, state_interval_s)
         self.counters = {"connects": 0, "messages": 0, "rejected": 0}
-        self._client = make_client(config.mqtt, f"edgeagent-{config.device.id}", self.topics.status)
+        if config.mqtt.username and config.mqtt.username != config.device.id:
+            log.warning("fleet: mqtt.username %r is not the device id %r: the broker binds both the client id and "
+                        "the topics to the user name", config.mqtt.username, config.device.id)
+        # the client id is the device id, which the broker's device listener enforces (its user name)
+        self._client = make_client(config.mqtt, config.device.id, self.topics.status)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -293,7 +297,7 @@ class FleetLink:
 
     def _publish_discovery(self) -> None:
         body = discovery_payload(self.topics, self.config.device.name, __version__)
-        self._client.publish(self.topics.ha_discovery, json.dumps(body), qos=1, retain=True)
+        self._client.publish(self.topics.discovery, json.dumps(body), qos=1, retain=True)
 
 
 def _wait_published(info: mqtt.MQTTMessageInfo, timeout: float) -> None:

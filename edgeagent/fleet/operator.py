@@ -53,6 +53,17 @@ def broker_settings(base: MqttConfig, flags: Mapping[str, Any], env: Mapping[str
     return settings
 
 
+def client_id(settings: MqttConfig, session: str | None) -> str:
+    """``<login>:<name>``: operators' client ids are prefixed by their login, so collectors and CLI
+    sessions of one login never collide with another's, and never with a device (whose client id is
+    its login, which cannot contain ':').  A named session (``--session``) keeps its name."""
+    login = settings.username or "operator"
+    if session is not None and (not session or len(session) > 64 or not session.isprintable()
+                                or any(c in session for c in "+#/")):
+        raise FleetError("a session name is 1-64 printable characters without '+', '#' or '/'")
+    return f"{login}:{session or 'cli-' + uuid.uuid4().hex[:8]}"
+
+
 class OperatorClient:
     """Connected on construction (or FleetError); messages for the subscriptions go to a queue."""
 
@@ -62,8 +73,7 @@ class OperatorClient:
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self._connack: queue.Queue[Any] = queue.Queue()
         self._subacks: queue.Queue[Any] = queue.Queue()
-        client_id = session or f"edgeagent-operator-{uuid.uuid4().hex[:8]}"
-        self.client = make_client(settings, client_id)
+        self.client = make_client(settings, client_id(settings, session))
         self.client.on_connect = lambda _c, _u, _f, reason, _p: self._connack.put(reason)
         self.client.on_message = lambda _c, _u, msg: self.messages.put(msg)
         self.client.on_subscribe = lambda _c, _u, _m, codes, _p: self._subacks.put(codes)

@@ -55,6 +55,12 @@ class Topics:
         return f"{self.prefix}/reply"
 
     @property
+    def discovery(self) -> str:
+        """The device's own Home Assistant discovery document; the relay (discovery_relay) checks it
+        and republishes it on ``ha_discovery``, which devices may not write."""
+        return f"{self.prefix}/discovery"
+
+    @property
     def ha_discovery(self) -> str:
         return f"homeassistant/device/{self.device_id}/config"
 
