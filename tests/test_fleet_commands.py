@@ -55,9 +55,9 @@ def test_deep_and_large_payloads_get_a_clear_error_reply(device):
     """Finding 12: JSON nested 2,000 deep within 4 KB on `cmd/ping` raised RecursionError: no reply."""
     dev, proc, watcher = device
     for payload, reason in ((b"[" * 2000 + b"]" * 2000, "nested deeper"),
-                            (b'{"a":' * 1500 + b"1" + b"}" * 1500, "nested deeper"),
+                            (b'{"a":' * 600 + b"1" + b"}" * 600, "nested deeper"),
                             (b'{"id": "' + b"9" * 5000 + b'"}', "too large"),
-                            (b'{"volume": ' + b"9" * 4000 + b"}", "not valid JSON")):
+                            (b'{"volume": ' + b"9" * 4000 + b"}", "between 0.0 and 1.0")):
         answer = request(watcher, dev, "volume" if b"volume" in payload else "ping", payload)
         assert answer["ok"] is False and reason in answer["error"], (payload[:40], answer)
     assert proc.poll() is None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 
 import pytest
 
@@ -14,6 +15,7 @@ from edgeagent.config import build_config, resolve_runtime
 from edgeagent.fleet.remote_config import RemoteConfig
 from edgeagent.llm.router import LlmRouter, cloud_settings
 from edgeagent.llm.openai_client import OpenAiChat
+from edgeagent.turn.trace import utc_now_iso
 from tests.cloud_fakes import RecordingCloud
 from tests.fleet_support import Watcher, device_config, start_device, stop_process
 from tests.test_fleet_device import device, request  # noqa: F401  (the fixture)
@@ -30,12 +32,16 @@ def desire(watcher: Watcher, dev: str, payload: bytes | str | dict, retain: bool
     """Publish a desired document and return the device's next (fresh, not retained) report."""
     if isinstance(payload, dict):
         payload = json.dumps(payload)
-    topic = f"edgeagent/{dev}/config/reported"
-    while not watcher.messages.empty():
-        watcher.messages.get_nowait()
+    sent = utc_now_iso()
+
+    def answers(msg) -> bool:  # the report on this document: applied or rejected after it was sent
+        if msg.topic != f"edgeagent/{dev}/config/reported":
+            return False
+        report = strict_json(msg.payload)
+        return (report["applied_at"] or "") >= sent or ((report["last_error"] or {}).get("at") or "") >= sent
+
     watcher.client.publish(f"edgeagent/{dev}/config/desired", payload, qos=1, retain=retain)
-    msg = watcher.get(lambda m: m.topic == topic and not m.retain)
-    return strict_json(msg.payload)
+    return strict_json(watcher.get(answers).payload)
 
 
 ATTACKER_ENDPOINTS = [
@@ -261,3 +267,32 @@ def test_text_in_a_desired_document_is_validated(device, payload, reason):
     dev, _proc, watcher = device
     report = desire(watcher, dev, payload)
     assert report["last_error"] and reason in report["last_error"]["reason"], report["last_error"]
+
+
+def test_a_config_the_device_cannot_reach_its_broker_with_is_rolled_back(tmp_path, broker):
+    """Shadow-style last good, for real: a device that starts with a new remote config and does not
+    reach its broker within mqtt.rollback_after_s goes back to the last good config (restarting
+    itself), reports the rollback once it is back, and refuses the retained document it rolled back."""
+    config = device_config(tmp_path, broker, "loft", mqtt={"rollback_after_s": 3})
+    watcher = Watcher(broker, ["edgeagent/loft/#"])
+    proc = start_device(config)
+    try:
+        watcher.get(lambda m: m.topic == "edgeagent/loft/status" and m.payload == b"online", timeout=20)
+        assert desire(watcher, "loft", {"stt": {"engine": "pocketsphinx"}})["restart_required"] == ["stt.engine"]
+        stop_process(proc)
+        watcher.close()
+        broker.stop()  # the device starts with the new config and cannot reach its broker
+        proc = start_device(config)
+        time.sleep(7)  # past rollback_after_s: back to the last good config, by a restart
+        broker.start()
+        watcher = Watcher(broker, ["edgeagent/loft/#"])
+        back = watcher.get_json("edgeagent/loft/config/reported", lambda r: r["rollback"] is not None, timeout=60)
+        assert back["config"]["stt"]["engine"] == "whisper" and back["rollback"]["keys"] == ["stt.engine"]
+        assert "not connected to the broker within 3 s" in back["rollback"]["reason"]
+        refused = watcher.get_json("edgeagent/loft/config/reported", lambda r: r["last_error"] is not None, timeout=20)
+        assert "rolled back" in refused["last_error"]["reason"] and refused["config"]["stt"]["engine"] == "whisper"
+        assert request(watcher, "loft", "ping", "{}")["pong"] is True
+    finally:
+        log = stop_process(proc)
+        watcher.close()
+    assert "rolled back to the last good document" in log, log[-3000:]

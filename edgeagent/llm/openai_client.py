@@ -4,23 +4,34 @@ llama.cpp server and vLLM.  Closing the iterator closes the HTTP stream at once.
 from __future__ import annotations
 
 import json
+import logging
 from typing import AsyncIterator
 
 import httpx
 
 from edgeagent.config import LlmConfig
 from edgeagent.llm.base import LlmError, Message
+from edgeagent.llm.endpoint import origin
+
+log = logging.getLogger(__name__)
 
 
 class OpenAiChat:
     name = "cloud"
 
     def __init__(self, base_url: str, model: str, api_key: str = "", timeout_s: float = 10.0,
-                 max_tokens: int = 160, temperature: float = 0.6, name: str = "cloud"):
+                 max_tokens: int = 160, temperature: float = 0.6, name: str = "cloud", key_origin: str | None = None):
+        """``key_origin``: where ``api_key`` may be sent (default: ``base_url``'s own origin)."""
         self.name = name
         self.base_url = base_url.rstrip("/")
+        self.origin = origin(self.base_url)
         self.model = model
         self.max_tokens, self.temperature = max_tokens, temperature
+        key_origin = self.origin if key_origin is None else key_origin
+        if api_key and self.origin != key_origin:
+            log.warning("%s LLM at %s: the API key is not sent there (it is provisioned for %s)", name, self.origin,
+                        key_origin or "no endpoint")
+            api_key = ""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 3.0)))
 
@@ -30,7 +41,7 @@ class OpenAiChat:
         if not llm.cloud_base_url:
             return None
         return cls(llm.cloud_base_url, llm.cloud_model, llm.cloud_api_key, llm.request_timeout_s,
-                   llm.max_tokens, llm.temperature)
+                   llm.max_tokens, llm.temperature, key_origin=llm.cloud_api_key_origin)
 
     async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
         body = {"model": self.model, "messages": messages, "stream": True,
