@@ -1,5 +1,10 @@
 """OpenAI chat-completions streaming (SSE) over httpx: works with OpenAI, Inworld Router, Ollama,
-llama.cpp server and vLLM.  Closing the iterator closes the HTTP stream at once."""
+llama.cpp server and vLLM.  Closing the iterator closes the HTTP stream at once.
+
+The API key goes only to the origin it was provisioned for (``llm.cloud_api_key_origin``): a
+client for any other endpoint, even an allowed one, sends no key.  Redirects are not followed.
+Error messages are our own words; what the server said goes into ``LlmError.detail``.
+"""
 
 from __future__ import annotations
 
@@ -52,7 +57,7 @@ class OpenAiChat:
                     raise LlmError(f"{self.name} LLM rejected the API key ({response.status_code}): check llm.cloud_api_key")
                 if response.status_code >= 400:
                     detail = (await response.aread()).decode(errors="replace")[:200]
-                    raise LlmError(f"{self.name} LLM answered HTTP {response.status_code}: {detail}")
+                    raise LlmError(f"{self.name} LLM answered HTTP {response.status_code}", detail=detail)
                 async for line in response.aiter_lines():
                     text = parse_sse_line(line)
                     if text is _END:
@@ -60,7 +65,7 @@ class OpenAiChat:
                     if text:
                         yield text
         except httpx.HTTPError as exc:
-            raise LlmError(f"{self.name} LLM at {self.base_url} unreachable: {type(exc).__name__}: {exc}") from None
+            raise LlmError(f"{self.name} LLM at {self.origin} unreachable: {type(exc).__name__}", detail=str(exc)) from None
 
     async def probe(self, timeout_s: float = 2.0) -> bool:
         """Cheap reachability check (GET /models); used before the user speaks."""
@@ -88,8 +93,8 @@ def parse_sse_line(line: str):
     try:
         event = json.loads(data)
         if "error" in event:
-            raise LlmError(f"cloud LLM stream error: {event['error']}")
+            raise LlmError("cloud LLM stream error", detail=str(event["error"])[:300])
         choices = event.get("choices") or [{}]
         return choices[0].get("delta", {}).get("content") or ""
     except (ValueError, AttributeError, TypeError, IndexError) as exc:
-        raise LlmError(f"malformed SSE from cloud LLM: {data[:120]!r} ({exc})") from None
+        raise LlmError(f"malformed SSE from cloud LLM ({type(exc).__name__})", detail=data[:120]) from None
