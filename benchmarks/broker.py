@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import shutil
 import signal
@@ -97,6 +98,20 @@ class Broker:
     def log(self) -> str:
         path = self.dir / "mosquitto.log"
         return path.read_text()[-3000:] if path.exists() else ""
+
+
+def next_message(messages: "queue.Queue", match: Any, timeout: float) -> Any:
+    """The first queued MQTT message ``match(msg)`` accepts within ``timeout`` (the others are
+    dropped), or None."""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            msg = messages.get(timeout=left)
+        except queue.Empty:
+            return None
+        if match(msg):
+            return msg
+    return None
 
 
 def device_config(tmp_path: Path, broker: Broker, device_id: str, **sections: dict[str, Any]) -> Path:

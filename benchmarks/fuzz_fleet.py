@@ -34,7 +34,7 @@ from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from benchmarks.broker import OPERATOR, REPO, Broker, device_config
+from benchmarks.broker import OPERATOR, REPO, Broker, device_config, next_message
 from edgeagent.config import Config
 from edgeagent.fleet.topics import COMMANDS, Topics
 
@@ -152,15 +152,7 @@ class FuzzRun:
         return psutil.Process(self.proc.pid).memory_info().rss
 
     def wait(self, match, timeout: float = 10.0) -> mqtt.MQTTMessage | None:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                msg = self.answers.get(timeout=left)
-            except queue.Empty:
-                break
-            if match(msg):
-                return msg
-        return None
+        return next_message(self.answers, match, timeout)
 
     def send(self, m: Message) -> str:
         """Send one message, wait for its answer, check it; returns the outcome's name."""

@@ -8,13 +8,12 @@ import os
 import queue
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
 import paho.mqtt.client as mqtt
-from benchmarks.broker import OPERATOR, REPO, Broker, device_config
+from benchmarks.broker import OPERATOR, REPO, Broker, device_config, next_message
 
 __all__ = ["Broker", "device_config", "OPERATOR"]
 
@@ -46,17 +45,10 @@ class Watcher:
             self.subscribed.get(timeout=5)
 
     def get(self, match: Callable[[mqtt.MQTTMessage], bool] = lambda m: True, timeout: float = 10) -> mqtt.MQTTMessage:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("no matching MQTT message in time")
-            try:
-                msg = self.messages.get(timeout=left)
-            except queue.Empty:
-                continue
-            if match(msg):
-                return msg
+        msg = next_message(self.messages, match, timeout)
+        if msg is None:
+            raise AssertionError("no matching MQTT message in time")
+        return msg
 
     def get_json(self, topic: str, match: Callable[[dict], bool] = lambda d: True, timeout: float = 10) -> dict:
         def ok(msg: mqtt.MQTTMessage) -> bool:
