@@ -84,3 +84,43 @@ def _last_voice_before_gap(audio, gap_s):
             if quiet * 0.02 >= gap_s:
                 return (seen + 1) * 0.02
     raise AssertionError("no silence after the first reply")
+
+
+def test_a_remote_config_the_daemon_cannot_start_with_is_rolled_back(tmp_path, broker):
+    """A remote config that crashes the daemon at start (a wake word that does not exist: a name, so
+    the fleet may set it) kept it off its broker for good under systemd's Restart=.  Now, after three
+    starts that never reach the broker, it starts with the last config that did, and reports why."""
+    from tests.test_fleet_device import request
+    from tests.test_fleet_remote_config import desire
+
+    config = device_config(tmp_path, broker, "speaker-2")
+    user = concat_wav(tmp_path / "user.wav", [90.0])  # nobody speaks: the daemon just runs
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEAGENT_")}
+    log = open(tmp_path / "daemon.log", "ab")
+
+    def start() -> subprocess.Popen:  # what systemd's Restart=on-failure does
+        return subprocess.Popen([sys.executable, "-m", "edgeagent", "--config", str(config), "run", "--input", str(user),
+                                 "--output", os.devnull], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log)
+
+    watcher = Watcher(broker, ["edgeagent/speaker-2/#"])
+    proc = start()
+    try:
+        watcher.get(lambda m: m.topic == "edgeagent/speaker-2/status" and m.payload == b"online", 120)
+        report = desire(watcher, "speaker-2", {"wake": {"models": ["no_such_word"]}})
+        assert report["last_error"] is None and report["restart_required"] == ["wake.models"], report
+        assert request(watcher, "speaker-2", "restart", "{}")["restarting"] is True
+        for _crash in range(3):  # the restarted process, then two more starts: none reaches the broker
+            assert proc.wait(120) != 0
+            proc = start()
+        back = watcher.get_json("edgeagent/speaker-2/config/reported", lambda r: r["rollback"] is not None, 120)
+        assert back["config"]["wake"]["models"] == ["okay_nabu"] and back["rollback"]["keys"] == ["wake.models"]
+        assert "3 starts" in back["rollback"]["reason"]
+        refused = watcher.get_json("edgeagent/speaker-2/config/reported", lambda r: r["last_error"] is not None, 30)
+        assert "rolled back" in refused["last_error"]["reason"]
+        assert request(watcher, "speaker-2", "ping", "{}")["pong"] is True
+    finally:
+        proc.kill()
+        proc.wait()
+        watcher.close()
+        log.close()
+    assert "no_such_word" in (tmp_path / "daemon.log").read_text(errors="replace")  # it did crash on it
