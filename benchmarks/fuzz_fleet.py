@@ -41,6 +41,7 @@ from edgeagent.fleet.topics import COMMANDS, Topics
 DEVICE = "fuzzbox"
 TOPICS = Topics("edgeagent", DEVICE)
 P = TOPICS.prefix
+RSS_EVERY = 1000
 SAFE_COMMANDS = [c for c in COMMANDS if c != "restart"]  # a valid restart would restart the device, by design
 
 
@@ -119,6 +120,7 @@ class Figures:
     rss_start: int = 0
     rss_warm: int = 0
     rss_end: int = 0
+    rss_every: list[int] = field(default_factory=list)  # after each RSS_EVERY payloads
     device: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -262,6 +264,8 @@ def fuzz(run: FuzzRun, examples: int, seed: int | None = None, warm_up: int = 20
         outcomes[run.send(m)] += 1
         if run.figures.sent == warm_up:
             run.figures.rss_warm = run.rss()
+        if run.figures.sent % RSS_EVERY == 0:
+            run.figures.rss_every.append(run.rss())
 
     one()
     if not run.figures.rss_warm:
@@ -279,6 +283,8 @@ def report(f: Figures) -> str:
                  f"uptime {d.get('uptime_s')} s")
     lines.append(f"device RSS: start {mib(f.rss_start):.1f} MiB, after warm-up {mib(f.rss_warm):.1f} MiB, "
                  f"end {mib(f.rss_end):.1f} MiB (growth after warm-up {mib(f.rss_end - f.rss_warm):+.2f} MiB)")
+    if f.rss_every:
+        lines.append(f"device RSS every {RSS_EVERY} payloads (MiB): " + " ".join(f"{mib(r):.1f}" for r in f.rss_every))
     lines.append(f"problems: {len(f.problems)}")
     lines += [f"  {p}" for p in f.problems[:20]]
     return "\n".join(lines)
