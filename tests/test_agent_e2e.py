@@ -204,22 +204,28 @@ def test_backend_text_never_carries_the_users_words_without_include_text(config,
     saved = fresh.router.cloud
     fresh.router.cloud = OpenAiChat(cloud.url, "any", timeout_s=10)
     fresh.router.breaker.record_success()
-    user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav("What is the capital of France?"), 10.0,
-                        piper_wav("Okay Nabu."), 0.3, piper_wav("What is the capital of Spain?"), 3.0)
+    quiet = apply_partial(config, {"agent": {"follow_up_s": 0}})
+    finished = []
     try:
-        stages, traces, _ = converse(apply_partial(config, {"agent": {"follow_up_s": 0}}), fresh, user, tmp_path)
+        for n, question in enumerate(("What is the capital of France?", "What is the capital of Spain?")):
+            user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav(question), 2.0)
+            stages, traces, _ = converse(quiet, fresh, user, tmp_path, f"turn{n}")
+            assert [t["outcome"] for t in traces] == ["answered"], traces
+            finished += stages.controller.finished
     finally:
         fresh.router.cloud = saved
         fresh.router.breaker.record_success()
         cloud.close()
-    assert [t["outcome"] for t in traces] == ["answered", "answered"], traces
-    for trace in stages.controller.finished:
+    for trace in finished:  # the first cloud answer was HTTP 400, the second an SSE error event
         assert "capital" in trace.transcript.lower() and "failover" in trace.llm_backend_reason
         published = trace.to_dict(include_text=False)  # what every sink publishes without include_text
         words = [w for w in trace.transcript.lower().replace("?", "").split() if len(w) > 3]
         leaked = {k: v for k, v in published.items() if isinstance(v, str) and any(w in v.lower() for w in words)}
         assert not leaked, leaked
         assert "HTTP 400" in published["llm_backend_reason"] or "stream error" in published["llm_backend_reason"]
+    # with include_text the operator still sees what the cloud said
+    assert "flagged input" in finished[0].to_dict(include_text=True)["error_detail"]
+    assert "content policy" in finished[1].to_dict(include_text=True)["error_detail"]
 
 
 def test_cloud_stopped_mid_conversation_next_turn_answers_locally(config, fresh, tmp_path, llama_server):
