@@ -51,6 +51,9 @@ bench: install ## the seeded workload through the real daemon + baselines: bench
 eval-wake: install ## wake-word FRR (voices, speeds, noise) and false accepts per hour, always-on cost
 	$(BIN)/python -m benchmarks.bench_listen
 
+fuzz-fleet: install ## 10,000 hypothesis-generated commands and config documents at a device via mosquitto (~10 min)
+	$(BIN)/python -m benchmarks.fuzz_fleet
+
 bench-stages: install ## each stage's own benchmark in benchmarks/ (P50/P90, RTF, memory)
 	@for f in benchmarks/bench_*.py; do m=$$(basename $$f .py); echo "== $$m"; $(BIN)/python -m benchmarks.$$m || exit 1; done
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import socket
@@ -19,19 +20,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
+from edgeagent.llm.endpoint import origin, url_problem
+
 ENV_PREFIX = "EDGEAGENT_"
 REDACTED = "***"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_PATH = Path("/etc/edgeagent/config.toml")
 
 
+_UNSHOWN = object()
+
+
 class ConfigError(ValueError):
-    """A setting is invalid; names the key, the offending value and why."""
+    """A setting is invalid; names the key, the offending value and why.  The value is left out for
+    secrets and for unknown keys (a misspelled secret is still a secret)."""
 
     def __init__(self, key: str, value: Any, reason: str):
         self.key, self.value, self.reason = key, value, reason
-        shown = REDACTED if _looks_secret(key) else repr(value)
-        super().__init__(f"config key '{key}' = {shown}: {reason}")
+        if value is _UNSHOWN:
+            super().__init__(f"config key '{key}': {reason}")
+        else:
+            shown = REDACTED if looks_secret(key) else repr(value)
+            super().__init__(f"config key '{key}' = {shown}: {reason}")
+
+    @classmethod
+    def unshown(cls, key: str, reason: str) -> "ConfigError":
+        """An error that never shows the value (unknown keys, anything from the network)."""
+        return cls(key, _UNSHOWN, reason)
 
 
 def secret(default: str = "") -> Any:
@@ -41,6 +56,11 @@ def secret(default: str = "") -> Any:
 
 def bounded(default: float | int, lo: float | int, hi: float | int) -> Any:
     return field(default=default, metadata={"min": lo, "max": hi})
+
+
+def checked(default: str, check: Any) -> Any:
+    """A string with its own rule: ``check(value)`` says why it is wrong, or None."""
+    return field(default=default, metadata={"check": check})
 
 
 MAX_CUSTOM_INTENTS, MAX_SENTENCES, MAX_SENTENCE_CHARS = 50, 20, 200
@@ -79,7 +99,7 @@ def check_sentences(sentences: Mapping[str, list[str]]) -> None:
                 raise ConfigError(key, template, str(exc)) from None
 
 
-def _looks_secret(key: str) -> bool:
+def looks_secret(key: str) -> bool:
     return key.rsplit(".", 1)[-1] in _SECRET_NAMES
 
 
@@ -114,7 +134,7 @@ class WakeConfig:
     engine: Literal["microwakeword", "openwakeword"] = "microwakeword"
     models: list[str] = field(default_factory=lambda: ["okay_nabu"])
     threshold: float = bounded(0.0, 0.0, 1.0)  # 0: each model's own cutoff from its JSON metadata
-    thresholds: dict[str, float] = field(default_factory=dict)  # per-model override
+    thresholds: dict[str, float] = field(default_factory=dict, metadata={"min": 0.0, "max": 1.0})  # per-model override
     trigger_frames: int = bounded(0, 0, 100)  # probabilities averaged; 0: the model's own window
     refractory_s: float = bounded(2.0, 0.0, 60.0)
     stop_word: str = ""  # model name active only while speaking; empty: none
@@ -148,10 +168,14 @@ class SttConfig:
 
 @dataclass
 class LlmConfig:
-    cloud_base_url: str = ""  # empty: no cloud, always local
+    cloud_base_url: str = checked("", url_problem)  # empty: no cloud, always local
+    # where a fleet may move cloud_base_url (local only): host names, *.suffix, or full origins for http
+    cloud_allowed_hosts: list[str] = field(default_factory=list)
     cloud_model: str = "gpt-4o-mini"
     cloud_api_key: str = secret()
     cloud_api_key_file: str = ""
+    # the only origin the key is ever sent to; empty: the origin of the local cloud_base_url
+    cloud_api_key_origin: str = ""
     request_timeout_s: float = bounded(10.0, 0.5, 300.0)
     first_token_deadline_s: float = bounded(1.5, 0.1, 60.0)
     local_enabled: bool = True
@@ -223,6 +247,9 @@ class MqttConfig:
     key_file: str = ""
     keepalive_s: int = bounded(30, 5, 3600)
     topic_root: str = "edgeagent"
+    # a remote config the device started with but could not reach the broker with for this long is
+    # rolled back to the last one that did (and so is one it failed to start with three times)
+    rollback_after_s: int = bounded(300, 2, 86400)
 
 
 @dataclass
@@ -392,6 +419,8 @@ def resolve_runtime(config: Config, env: Mapping[str, str] | None = None) -> Con
         else:
             config.paths.state_dir = str(Path.home() / ".local/state/edgeagent")
     _load_secret_files(config, env)
+    if config.llm.cloud_api_key and not config.llm.cloud_api_key_origin:
+        config.llm.cloud_api_key_origin = origin(config.llm.cloud_base_url)  # the key belongs to that host
     return config
 
 
@@ -439,7 +468,7 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(prefix + unknown[0], data[unknown[0]], f"unknown key (known: {', '.join(fields)})")
+        raise ConfigError.unshown(prefix + unknown[0], f"unknown key (known: {', '.join(fields)})")
     kwargs = {}
     for name, value in data.items():
         key, f, hint = prefix + name, fields[name], hints[name]
@@ -494,12 +523,21 @@ def _check(key: str, value: Any, hint: Any, meta: Mapping[str, Any]) -> Any:
             raise ConfigError(key, value, f"expected a table of {_type_name(item)}")
         return {str(k): _check(f"{key}.{k}", v, item, meta) for k, v in value.items()}
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > 2**53:
+            raise ConfigError(key, value, "number out of range")
         value = float(value)
     if not isinstance(value, hint) or (hint is not bool and isinstance(value, bool)):
         raise ConfigError(key, value, f"expected {_type_name(hint)}, got {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(key, value, "must be a finite number")
     lo, hi = meta.get("min"), meta.get("max")
     if lo is not None and not (lo <= value <= hi):
         raise ConfigError(key, value, f"must be between {lo} and {hi}")
+    if lo is not None and lo >= 0 and isinstance(value, float) and math.copysign(1.0, value) < 0:
+        raise ConfigError(key, value, f"must be between {lo} and {hi} (not negative zero)")
+    why = meta["check"](value) if "check" in meta else None
+    if why:
+        raise ConfigError(key, value, why)
     return value
 
 

@@ -91,6 +91,7 @@ class LlmRouted(Event):
 
     backend: str
     reason: str
+    detail: str | None = None  # what a failed backend said (may quote the user): text, like a transcript
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,7 @@ class ReplyFailed(Event):
     error: str
     text: str = ""
     tokens: int = 0
+    detail: str | None = None  # the failure's own message (may quote the user): text, like a transcript
 
 
 ReplyEvent = (LlmRouted | IntentMatched | ActionDone | FirstToken | ChunkQueued | FirstSynth | FirstAudio | Spoken

@@ -18,6 +18,7 @@ from edgeagent.llm.openai_client import OpenAiChat
 from edgeagent.runtime.daemon import without_acoustic_echo
 from edgeagent.runtime.stages import load_engines, wire
 from edgeagent.runtime.trace_sinks import JsonlTraceSink
+from tests.cloud_fakes import RecordingCloud
 from tests.conftest import free_port
 from tests.speech import concat_wav, espeak_wav, piper_wav, voiced_seconds
 
@@ -194,6 +195,37 @@ def test_llm_failure_ends_the_turn_with_an_error_and_an_apology_and_the_loop_goe
     assert "no LLM available" in traces[0]["error"]
     assert voiced_seconds(agent_audio) > 2 * 1.5  # "Sorry, something went wrong. Please try again." twice
     assert stages.controller.state == AgentState.IDLE
+
+
+def test_backend_text_never_carries_the_users_words_without_include_text(config, fresh, tmp_path):
+    """Finding 14: with include_text=false a cloud error body quoting the user's words ended up in the
+    trace's llm_backend_reason (`HTTP 400: {"error": {"message": "flagged input: <user text>"}}`)."""
+    cloud = RecordingCloud("echo_400", "echo_stream_error")
+    saved = fresh.router.cloud
+    fresh.router.cloud = OpenAiChat(cloud.url, "any", timeout_s=10)
+    fresh.router.breaker.record_success()
+    quiet = apply_partial(config, {"agent": {"follow_up_s": 0}})
+    finished = []
+    try:
+        for n, question in enumerate(("What is the capital of France?", "What is the capital of Spain?")):
+            user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav(question), 2.0)
+            stages, traces, _ = converse(quiet, fresh, user, tmp_path, f"turn{n}")
+            assert [t["outcome"] for t in traces] == ["answered"], traces
+            finished += stages.controller.finished
+    finally:
+        fresh.router.cloud = saved
+        fresh.router.breaker.record_success()
+        cloud.close()
+    for trace in finished:  # the first cloud answer was HTTP 400, the second an SSE error event
+        assert "capital" in trace.transcript.lower() and "failover" in trace.llm_backend_reason
+        published = trace.to_dict(include_text=False)  # what every sink publishes without include_text
+        words = [w for w in trace.transcript.lower().replace("?", "").split() if len(w) > 3]
+        leaked = {k: v for k, v in published.items() if isinstance(v, str) and any(w in v.lower() for w in words)}
+        assert not leaked, leaked
+        assert "HTTP 400" in published["llm_backend_reason"] or "stream error" in published["llm_backend_reason"]
+    # with include_text the operator still sees what the cloud said
+    assert "flagged input" in finished[0].to_dict(include_text=True)["error_detail"]
+    assert "content policy" in finished[1].to_dict(include_text=True)["error_detail"]
 
 
 def test_cloud_stopped_mid_conversation_next_turn_answers_locally(config, fresh, tmp_path, llama_server):

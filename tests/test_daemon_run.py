@@ -41,6 +41,10 @@ def test_daemon_on_wav_with_fleet_notify_and_sigterm(tmp_path, broker):
         # the answer, then the 1 s follow-up window nobody speaks in, then idle
         for state in ("speaking", "listening", "idle"):
             states.get_json("edgeagent/speaker-1/state", lambda s: s.get("state") == state, timeout=30)
+        # finding 13: a lone surrogate was accepted ({"ok": true, "speaking": true}) and failed unseen later
+        watcher.client.publish("edgeagent/speaker-1/cmd/say", b'{"text": "lone \\ud800 surrogate"}', qos=1)
+        refused = watcher.get_json("edgeagent/speaker-1/cmd/say/result", timeout=20)
+        assert refused["ok"] is False and "surrogate" in refused["error"], refused
         watcher.client.publish("edgeagent/speaker-1/cmd/say", json.dumps({"text": "Hello from the fleet."}), qos=1)
         result = watcher.get_json("edgeagent/speaker-1/cmd/say/result", timeout=20)
         assert result["ok"] is True, result
@@ -58,6 +62,7 @@ def test_daemon_on_wav_with_fleet_notify_and_sigterm(tmp_path, broker):
         notify.close()
     assert any(m.startswith("STATUS=") for m in messages)
     log = (tmp_path / "daemon.log").read_text(errors="replace")
+    assert "UnicodeEncodeError" not in log and "never retrieved" not in log, log[-3000:]
     # the answer and, after the follow-up window's silence, the announcement were both played
     agent = read_audio(out)
     answer_end = _last_voice_before_gap(agent, gap_s=0.9)
@@ -79,3 +84,43 @@ def _last_voice_before_gap(audio, gap_s):
             if quiet * 0.02 >= gap_s:
                 return (seen + 1) * 0.02
     raise AssertionError("no silence after the first reply")
+
+
+def test_a_remote_config_the_daemon_cannot_start_with_is_rolled_back(tmp_path, broker):
+    """A remote config that crashes the daemon at start (a wake word that does not exist: a name, so
+    the fleet may set it) kept it off its broker for good under systemd's Restart=.  Now, after three
+    starts that never reach the broker, it starts with the last config that did, and reports why."""
+    from tests.test_fleet_device import request
+    from tests.test_fleet_remote_config import desire
+
+    config = device_config(tmp_path, broker, "speaker-2")
+    user = concat_wav(tmp_path / "user.wav", [90.0])  # nobody speaks: the daemon just runs
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEAGENT_")}
+    log = open(tmp_path / "daemon.log", "ab")
+
+    def start() -> subprocess.Popen:  # what systemd's Restart=on-failure does
+        return subprocess.Popen([sys.executable, "-m", "edgeagent", "--config", str(config), "run", "--input", str(user),
+                                 "--output", os.devnull], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log)
+
+    watcher = Watcher(broker, ["edgeagent/speaker-2/#"])
+    proc = start()
+    try:
+        watcher.get(lambda m: m.topic == "edgeagent/speaker-2/status" and m.payload == b"online", 120)
+        report = desire(watcher, "speaker-2", {"wake": {"models": ["no_such_word"]}})
+        assert report["last_error"] is None and report["restart_required"] == ["wake.models"], report
+        assert request(watcher, "speaker-2", "restart", "{}")["restarting"] is True
+        for _crash in range(3):  # the restarted process, then two more starts: none reaches the broker
+            assert proc.wait(120) != 0
+            proc = start()
+        back = watcher.get_json("edgeagent/speaker-2/config/reported", lambda r: r["rollback"] is not None, 120)
+        assert back["config"]["wake"]["models"] == ["okay_nabu"] and back["rollback"]["keys"] == ["wake.models"]
+        assert "3 starts" in back["rollback"]["reason"]
+        refused = watcher.get_json("edgeagent/speaker-2/config/reported", lambda r: r["last_error"] is not None, 30)
+        assert "rolled back" in refused["last_error"]["reason"]
+        assert request(watcher, "speaker-2", "ping", "{}")["pong"] is True
+    finally:
+        proc.kill()
+        proc.wait()
+        watcher.close()
+        log.close()
+    assert "no_such_word" in (tmp_path / "daemon.log").read_text(errors="replace")  # it did crash on it

@@ -30,8 +30,8 @@ def counts(url: str) -> dict[str, int]:
 
 def device_login(broker, device: str) -> Watcher:
     """A client logged in as the device itself: the ACL lets it publish only under its own prefix."""
-    add_login(broker, device, f"pw-{device}")
-    return Watcher(broker, [], user=(device, f"pw-{device}"))
+    broker.add_device(device, f"pw-{device}")
+    return Watcher(broker, [], user=(device, f"pw-{device}"), port=broker.device_port)
 
 
 def in_process_collector(broker, url: str, **settings) -> Collector:

@@ -13,7 +13,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from tests.fleet_support import Watcher, device_config, start_device, stop_process
+from tests.fleet_support import Watcher, device_config, discovery_relay, start_device, stop_process
 
 P = "edgeagent/{}"
 
@@ -70,15 +70,17 @@ def watcher_broker(watcher: Watcher):
     return _B
 
 
-def test_every_command_is_answered(device):
+def test_every_command_is_answered(device, broker):
     dev, _proc, watcher = device
+    states = Watcher(broker, [f"edgeagent/{dev}/state"])  # apart: a state may come before or after a result
     ping = request(watcher, dev, "ping", "{}")
     assert ping["ok"] and ping["pong"] and ping["device_id"] == dev
     assert request(watcher, dev, "mute", '{"mute": true}') == {"ok": True, "command": "mute", "mute": True}
-    state = watcher.get_json(f"edgeagent/{dev}/state", lambda s: s.get("mute") is True)
+    state = states.get_json(f"edgeagent/{dev}/state", lambda s: s.get("mute") is True)
     assert state["version"] and "uptime_s" in state
     assert request(watcher, dev, "volume", '{"volume": 0.25}')["volume"] == 0.25
-    assert watcher.get_json(f"edgeagent/{dev}/state", lambda s: s.get("volume") == 0.25)
+    assert states.get_json(f"edgeagent/{dev}/state", lambda s: s.get("volume") == 0.25)
+    states.close()
     say = request(watcher, dev, "say", '{"text": "hello there"}')
     assert say == {"ok": False, "command": "say", "error": "not available: voice loop not running"}
     assert request(watcher, dev, "listen", "")["error"] == "not available: voice loop not running"
@@ -167,7 +169,7 @@ def test_invalid_desired_config_rejected_and_nothing_changes(device):
                      ({"audio": {"volume": "max"}}, "audio.volume"),
                      ({"nosuch": {"x": 1}}, "nosuch"),
                      ({"device": {"id": "other"}}, "device.id"),
-                     ({"paths": {"state_dir": "/"}}, "paths"),
+                     ({"paths": {"state_dir": "/"}}, "paths.state_dir"),
                      ("{broken", "<payload>")):
         payload = bad if isinstance(bad, str) else json.dumps(bad)
         watcher.client.publish(topic, payload, qos=1, retain=True)
@@ -178,21 +180,31 @@ def test_invalid_desired_config_rejected_and_nothing_changes(device):
         assert reported["config"]["audio"]["volume"] == 0.8
 
 
-def test_home_assistant_discovery_resent_on_birth(device):
+def test_home_assistant_discovery_resent_on_birth(device, broker, tmp_path):
+    """The device's document reaches HA through the discovery relay, and again on HA's birth message."""
+    with discovery_relay(broker, tmp_path):
+        _discovery_for_home_assistant(device, broker)
+
+
+def _discovery_for_home_assistant(device, broker):
     dev, _proc, watcher = device
     topic = f"homeassistant/device/{dev}/config"
-    doc = watcher.get_json(topic)
+    doc = watcher.get_json(topic, timeout=20)
     assert doc["avty_t"] == f"edgeagent/{dev}/status" and doc["stat_t"] == f"edgeagent/{dev}/state"
     assert {c["p"] for c in doc["cmps"].values()} == {"sensor", "switch", "number", "button", "text", "event"}
     assert doc["cmps"]["mute"]["cmd_t"] == f"edgeagent/{dev}/cmd/mute"
     watcher.client.publish("homeassistant/status", "online", qos=1)
     assert watcher.get_json(topic)["dev"]["ids"] == [f"edgeagent_{dev}"]
     # the HA mute switch payload is a valid command
-    watcher.client.publish(doc["cmps"]["mute"]["cmd_t"], doc["cmps"]["mute"]["pl_on"], qos=1)
-    assert watcher.get_json(f"edgeagent/{dev}/cmd/mute/result")["mute"] is True
-    # every value template reads a field the state document has, and the switch's template
-    # renders the state strings HA compares with (else HA would never show it as on)
-    state = watcher.get_json(f"edgeagent/{dev}/state", lambda s: s.get("mute") is True)
+    states = Watcher(broker, [f"edgeagent/{dev}/state"])  # apart: the state may come before or after the result
+    try:
+        watcher.client.publish(doc["cmps"]["mute"]["cmd_t"], doc["cmps"]["mute"]["pl_on"], qos=1)
+        assert watcher.get_json(f"edgeagent/{dev}/cmd/mute/result")["mute"] is True
+        # every value template reads a field the state document has, and the switch's template
+        # renders the state strings HA compares with (else HA would never show it as on)
+        state = states.get_json(f"edgeagent/{dev}/state", lambda s: s.get("mute") is True)
+    finally:
+        states.close()
     for key in re.findall(r"value_json\.(\w+)", json.dumps(doc)):
         assert key in state, f"HA template reads {key!r}, the state has {sorted(state)}"
     mute = doc["cmps"]["mute"]

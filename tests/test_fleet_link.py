@@ -73,7 +73,8 @@ def _openssl(*args: str, cwd) -> None:
 
 @pytest.fixture
 def tls_broker(tmp_path):
-    """The same broker config plus a TLS listener that takes the client certificate's CN as user name."""
+    """The same broker config plus a devices' TLS listener that takes the client certificate's CN as
+    user name (and so as client id), under the devices' ACL."""
     pki = tmp_path / "pki"
     pki.mkdir()
     _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
@@ -95,6 +96,9 @@ certfile {pki}/server.crt
 keyfile {pki}/server.key
 require_certificate true
 use_identity_as_username true
+use_username_as_clientid true
+allow_anonymous false
+acl_file {Broker.DEVICE_ACL}
 """)
     b.start()
     yield b, pki
@@ -123,14 +127,42 @@ def test_remote_config_persists_and_boots_into_it_without_a_broker(tmp_path):
 
     base = resolve_runtime(build_config({"paths": {"state_dir": str(tmp_path)}, "device": {"id": "box"}}))
     remote = RemoteConfig(base, base.state_dir)
-    change = remote.handle(b'{"wake": {"threshold": 0.7}, "mqtt": {"password": "s3cret"}}')
-    assert change is not None and change.changed == ("mqtt.password", "wake.threshold")
-    assert change.restart_required == ("mqtt.password",)
-    assert (tmp_path / "fleet" / "desired.json").stat().st_mode & 0o077 == 0  # it may hold a secret
+    change = remote.handle(b'{"wake": {"threshold": 0.7}, "stt": {"engine": "pocketsphinx"}}')
+    assert change is not None and change.changed == ("stt.engine", "wake.threshold")
+    assert change.restart_required == ("stt.engine",)
+    assert (tmp_path / "fleet" / "desired.json").stat().st_mode & 0o077 == 0
+    assert remote.handle(b'{"mqtt": {"password": "s3cret"}}') is None  # secrets are local-only
     assert "s3cret" not in json.dumps(remote.report())
     rebooted = RemoteConfig(base, base.state_dir)
-    assert rebooted.current.wake.threshold == 0.7 and rebooted.current.mqtt.password == "s3cret"
+    assert rebooted.current.wake.threshold == 0.7 and rebooted.current.stt.engine == "pocketsphinx"
     assert remote.handle(b'{"wake": {"threshold": 2}}') is None  # rejected: the persisted one stays
     assert RemoteConfig(base, base.state_dir).current.wake.threshold == 0.7
-    assert remote.handle(b"{}").changed == ("mqtt.password", "wake.threshold")  # empty desired: back to base
+    assert remote.handle(b"{}").changed == ("stt.engine", "wake.threshold")  # empty desired: back to base
     assert RemoteConfig(base, base.state_dir).current.wake.threshold == base.wake.threshold
+
+
+def test_a_document_the_device_keeps_failing_to_start_with_is_rolled_back(tmp_path):
+    """Shadow-style last good: three starts in a row that never reach the broker with a new document
+    (a crash before the link connects), and the fourth starts with the last good one, refuses that
+    document from then on, and says so in its report."""
+    from edgeagent.config import build_config, resolve_runtime
+    from edgeagent.fleet.remote_config import RemoteConfig
+
+    base = resolve_runtime(build_config({"paths": {"state_dir": str(tmp_path)}, "device": {"id": "box"}}))
+    good, bad = b'{"vad": {"silence_ms": 700}}', b'{"vad": {"silence_ms": 700}, "stt": {"engine": "pocketsphinx"}}'
+    first = RemoteConfig(base, base.state_dir, starting=True)
+    first.reached_broker()
+    assert first.handle(good) is not None
+    first.reached_broker()  # live and connected: the last good document now
+    assert first.handle(bad).restart_required == ("stt.engine",)
+    first.reached_broker()  # not in force before a restart: the last good one stays
+    for _start in range(3):
+        crashing = RemoteConfig(base, base.state_dir, starting=True)  # and never reaches the broker
+        assert crashing.current.stt.engine == "pocketsphinx" and crashing.unconfirmed
+    back = RemoteConfig(base, base.state_dir, starting=True)
+    assert back.current.stt.engine == base.stt.engine and back.current.vad.silence_ms == 700
+    assert not back.unconfirmed
+    report = back.report()
+    assert report["rollback"]["keys"] == ["stt.engine"] and "3 starts" in report["rollback"]["reason"]
+    assert back.handle(bad) is None and "rolled back" in back.last_error["reason"]  # still retained on the broker
+    assert back.handle(bad.replace(b"700", b"710")) is not None  # a changed document is tried again

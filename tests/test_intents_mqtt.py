@@ -128,7 +128,7 @@ def test_without_a_broker_the_command_is_not_sent_and_the_agent_says_so(tmp_path
 def test_discovery_has_an_event_entity_for_the_intents_on_the_devices_own_topics(tmp_path, broker):
     config = apply_partial(load_config(device_config(tmp_path, broker, "porch")),
                            {"intents": {"sentences": {"MovieNight": ["movie night"]}}})
-    watcher = Watcher(broker, ["homeassistant/device/porch/config"])
+    watcher = Watcher(broker, ["edgeagent/porch/discovery"])
 
     async def scenario():
         link = FleetLink(config, StandaloneDevice(config))
@@ -155,7 +155,7 @@ def test_operator_sentences_arrive_by_remote_config_and_join_discovery(tmp_path,
     """An operator adds an intent through ``{p}/config/desired``: validated, applied live, announced
     as a new event type; a broken template is refused with the reason and changes nothing."""
     config = load_config(device_config(tmp_path, broker, "study"))
-    watcher = Watcher(broker, ["homeassistant/device/study/config", "edgeagent/study/config/reported"])
+    watcher = Watcher(broker, ["edgeagent/study/discovery", "edgeagent/study/config/reported"])
     applied = []
 
     async def scenario():
@@ -174,7 +174,7 @@ def test_operator_sentences_arrive_by_remote_config_and_join_discovery(tmp_path,
     try:
         link = asyncio.run(scenario())
         documents = [json.loads(m.payload) for m in list(watcher.messages.queue)
-                     if m.topic == "homeassistant/device/study/config"]
+                     if m.topic == "edgeagent/study/discovery"]
         reported = [json.loads(m.payload) for m in list(watcher.messages.queue)
                     if m.topic == "edgeagent/study/config/reported"]
     finally:

@@ -250,7 +250,7 @@ ROWS = [
         ["listening", "thinking", "speaking", "idle"], ["error"],
         {"error": "LlmError: no LLM available", "llm_backend": "local"}),
     Row("STT fails: error, then an apology", Script(wake_at=(5,), speech=(10, 30), stt_fails=True),
-        ["listening", "thinking", "speaking", "idle"], ["error"], {"error": "RuntimeError: decoder exploded"}),
+        ["listening", "thinking", "speaking", "idle"], ["error"], {"error": "RuntimeError", "error_detail": "decoder exploded"}),
     Row("shutdown while speaking: the answer finishes", Script(wake_at=(5,), speech=(10, 30), speak_s=0.5, stop_at=40),
         ANSWERED, ["answered"], {"heard_reply": "It is noon."}),
 ]

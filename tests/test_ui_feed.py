@@ -146,5 +146,5 @@ def test_the_fleet_cannot_move_or_open_the_page(tmp_path):
     remote = RemoteConfig(load_config(None, env={}), tmp_path)
     for desired in ({"ui": {"listen": "0.0.0.0"}}, {"ui": {"enabled": True}}, {"ui": {"token": "x"}}):
         assert remote.handle(json.dumps(desired).encode()) is None
-        assert remote.last_error["key"] == "ui" and "local config" in remote.last_error["reason"]
+        assert remote.last_error["key"].startswith("ui.") and "local config" in remote.last_error["reason"]
     assert remote.current.ui.listen == "127.0.0.1" and not remote.current.ui.enabled

@@ -1,5 +1,9 @@
-"""``edgeagent fleet devices|tail|stats|send|config|collect``: the operator's view of the fleet over
-MQTT, and the collector that stores it in a database (edgeagent.fleetserver)."""
+"""``edgeagent fleet devices|tail|stats|send|config|discovery|collect``: the operator's view of the fleet
+over MQTT, and the collector that stores it in a database (edgeagent.fleetserver).
+
+Every payload a device sends is untrusted (its login may be stolen): anything malformed becomes a
+warning naming the device (from the topic, which the broker's ACL binds to the login), and the rest
+of the output still comes; device text is escaped before it reaches the terminal."""
 
 from __future__ import annotations
 
@@ -55,6 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     config.add_argument("device")
     config.add_argument("settings", nargs="+", metavar="KEY=VALUE", help="e.g. vad.silence_ms=600 (values parsed as JSON, else text)")
     config.add_argument("--replace", action="store_true", help="replace the whole desired document instead of merging")
+    actions.add_parser("discovery", help="relay devices' Home Assistant discovery to HA, each checked to reference "
+                                         "only its own device's topics (runs until stopped)")
     add_collect_parser(actions)
     parser.set_defaults(handler=run)
 
@@ -81,11 +87,31 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
+class Warnings:
+    """One stderr line per device and problem, however often the device repeats it."""
+
+    def __init__(self) -> None:
+        self._said: set[tuple[str, str]] = set()
+
+    def __call__(self, device: str, problem: str) -> None:
+        from edgeagent.fleet.operator import shown
+
+        if (device, problem) not in self._said:
+            self._said.add((device, problem))
+            print(f"edgeagent fleet: warning: {shown(device)}: {problem}", file=sys.stderr, flush=True)
+
+
+def _kind(value: Any) -> str:
+    return "not JSON" if value is None else f"a JSON {type(value).__name__}"
+
+
 def _devices(args: argparse.Namespace, client: Any) -> int:
+    from edgeagent.fleet.operator import device_json, shown
     from edgeagent.fleet.topics import device_of
     from edgeagent.cli.table import print_table
 
     root = client.root
+    warn = Warnings()
     client.subscribe(f"{root}/+/status", f"{root}/+/state")
     found: dict[str, dict[str, Any]] = {}
     for msg in client.messages_for(args.wait):
@@ -94,11 +120,11 @@ def _devices(args: argparse.Namespace, client: Any) -> int:
             continue
         entry = found.setdefault(device, {"device": device, "status": "unknown"})
         if msg.topic.endswith("/status"):
-            entry["status"] = msg.payload.decode(errors="replace")
+            entry["status"] = shown(msg.payload.decode(errors="replace"), 20)
         else:
-            try:
-                state = json.loads(msg.payload)
-            except ValueError:
+            state = device_json(msg.payload)
+            if not isinstance(state, dict):
+                warn(device, f"its state is {_kind(state)}, not a JSON object; listed without it")
                 continue
             entry.update(state=state.get("state"), version=state.get("version"), backend=state.get("backend"),
                          mute=state.get("mute"), volume=state.get("volume"), last_seen=state.get("updated_at"),
@@ -113,28 +139,43 @@ def _devices(args: argparse.Namespace, client: Any) -> int:
     return 0
 
 
+def _traces(client: Any, seconds: float | None, warn: Warnings) -> Any:
+    """(sender, trace) for each turn trace that arrives; the sender is the device of the topic (the
+    broker binds it to the login), and a trace naming another device is shown as its sender's."""
+    from edgeagent.fleet.operator import device_json
+    from edgeagent.fleet.topics import device_of
+
+    for msg in client.messages_for(seconds):
+        device = device_of(msg.topic, client.root) or "?"
+        trace = device_json(msg.payload)
+        if not isinstance(trace, dict) or not isinstance(trace.get("turn_id"), str):
+            warn(device, f"a telemetry message that is {_kind(trace) if not isinstance(trace, dict) else 'a JSON object without a turn_id'}, skipped")
+            continue
+        if trace.get("device_id") != device:
+            warn(device, "a trace whose device_id is not its sender's: counted as its sender's")
+            trace["device_id"] = device
+        yield device, trace
+
+
 def _tail(args: argparse.Namespace, client: Any) -> int:
     device = args.device or "+"
     topic = f"{client.root}/{device}/telemetry/turn"
     client.subscribe(topic)
     print(f"tail: listening on {topic}", file=sys.stderr, flush=True)
-    seen: set[str] = set()
+    warn = Warnings()
+    seen: set[tuple[str, str]] = set()
     out = open(args.output, "a", encoding="utf-8") if args.output else None
     try:
-        for msg in client.messages_for(args.duration):
-            try:
-                trace = json.loads(msg.payload)
-                turn_id = trace["turn_id"]
-            except (ValueError, KeyError, TypeError):
+        for sender, trace in _traces(client, args.duration, warn):
+            key = (sender, trace["turn_id"])
+            if key in seen:  # a QoS 1 duplicate
                 continue
-            if turn_id in seen:  # a QoS 1 duplicate
-                continue
-            seen.add(turn_id)
+            seen.add(key)
             line = json.dumps(trace, separators=(",", ":"))
             if out:
                 out.write(line + "\n")
                 out.flush()
-            print(line if args.json else _trace_line(trace), flush=True)
+            print(line if args.json else _trace_line(trace, lambda what: warn(sender, what)), flush=True)
             if args.count and len(seen) >= args.count:
                 break
     finally:
@@ -143,15 +184,26 @@ def _tail(args: argparse.Namespace, client: Any) -> int:
     return 0
 
 
-def _trace_line(t: dict[str, Any]) -> str:
-    fields = [t.get("started_at", "?"), t.get("device_id", "?"), t.get("outcome", "?"),
-              f"backend={t.get('llm_backend')}", f"ttfa={_ms(t.get('ttfa_ms'))}", f"stt={_ms(t.get('end_of_speech_to_final_ms'))}",
-              f"llm_ttft={_ms(t.get('llm_ttft_ms'))}", f"tts={_ms(t.get('tts_first_chunk_ms'))}"]
+def _trace_line(t: dict[str, Any], warn: Any = lambda what: None) -> str:
+    from edgeagent.fleet.operator import shown
+
+    def ms(name: str) -> str:
+        value = t.get(name)
+        if value is None:
+            return "-"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return f"{value:.0f}ms"
+        warn(f"{name} is not a number")
+        return "?"
+
+    fields = [shown(t.get("started_at", "?"), 40), shown(t.get("device_id", "?"), 64), shown(t.get("outcome", "?"), 20),
+              f"backend={shown(t.get('llm_backend'), 20)}", f"ttfa={ms('ttfa_ms')}", f"stt={ms('end_of_speech_to_final_ms')}",
+              f"llm_ttft={ms('llm_ttft_ms')}", f"tts={ms('tts_first_chunk_ms')}"]
     if t.get("barge_in"):
-        fields.append(f"barge_in_stop={_ms(t.get('barge_in_stop_ms'))}")
+        fields.append(f"barge_in_stop={ms('barge_in_stop_ms')}")
     if t.get("error"):
-        fields.append(f"error={t['error']}")
-    return "  ".join(str(f) for f in fields)
+        fields.append(f"error={shown(t['error'], 200)}")
+    return "  ".join(fields)
 
 
 def _stats(args: argparse.Namespace, client: Any) -> int:
@@ -167,12 +219,7 @@ def _stats(args: argparse.Namespace, client: Any) -> int:
         traces.append(read_jsonl(args.input))
     if client is not None:
         client.subscribe(f"{client.root}/{args.device or '+'}/telemetry/turn")
-        live = []
-        for msg in client.messages_for(args.listen if args.listen is not None else 10.0):
-            try:
-                live.append(json.loads(msg.payload))
-            except ValueError:
-                continue
+        live = [trace for _sender, trace in _traces(client, args.listen if args.listen is not None else 10.0, Warnings())]
         traces.append(live)
     return _print_summary(args, summarize((t for source in traces for t in source), window, args.device), window)
 
@@ -200,24 +247,27 @@ def _send(args: argparse.Namespace, client: Any) -> int:
         raise ValueError(f"arguments are not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise ValueError("arguments must be a JSON object")
+    from edgeagent.fleet.operator import shown
+
     answer = client.request(args.device, args.command, payload, args.timeout)
     if args.json:
         print(json.dumps(answer))
-    elif answer.get("ok"):
+    elif answer.get("ok") is True:
         extra = {k: v for k, v in answer.items() if k not in ("ok", "command")}
         print(f"{args.device} {args.command}: ok" + (f" {json.dumps(extra)}" if extra else ""))
     else:
-        print(f"{args.device} {args.command}: error: {answer.get('error')}", file=sys.stderr)
-    return 0 if answer.get("ok") else 1
+        print(f"{args.device} {args.command}: error: {shown(answer.get('error'), 300)}", file=sys.stderr)
+    return 0 if answer.get("ok") is True else 1
 
 
 def parse_settings(items: list[str]) -> dict[str, Any]:
     """``["vad.silence_ms=600", "llm.cloud_model=gpt"]`` -> nested partial config."""
     partial: dict[str, Any] = {}
-    for item in items:
+    for number, item in enumerate(items, 1):
         key, sep, raw = item.partition("=")
-        if not sep or "." not in key:
-            raise ValueError(f"{item!r}: expected section.key=value, e.g. vad.silence_ms=600")
+        if not sep or "." not in key:  # the value is never shown: it may be a secret typed in the wrong place
+            shown = repr(key[:64]) if sep else f"setting {number}"
+            raise ValueError(f"{shown}: expected section.key=value, e.g. vad.silence_ms=600")
         try:
             value = json.loads(raw)
         except ValueError:
@@ -227,17 +277,33 @@ def parse_settings(items: list[str]) -> dict[str, Any]:
     return partial
 
 
+def _merge_base(client: Any, device: str, warn: Warnings) -> dict[str, Any]:
+    """What a merge starts from: the retained desired document, unless the device rejected it; then
+    the one it applied (its report says which), so an old mistake never blocks later merges."""
+    from edgeagent.fleet.operator import device_json, shown
+
+    topics = client.topics(device)
+    current = device_json(client.retained(topics.config_desired) or b"{}")
+    report = device_json(client.retained(topics.config_reported, wait=0.5) or b"{}")
+    error = report.get("last_error") if isinstance(report, dict) else None
+    if error and isinstance(report.get("desired"), dict):  # type: ignore[union-attr]
+        message = error.get("message") if isinstance(error, dict) else error
+        warn(device, f"it rejected its retained desired config ({shown(message, 200)}); "
+                     "merging over the config it applied instead")
+        return dict(report["desired"])  # type: ignore[index]
+    if not isinstance(current, dict):
+        warn(device, f"its retained desired config is {_kind(current)}, not a JSON object; starting from an empty one")
+        return {}
+    return current
+
+
 def _config(args: argparse.Namespace, client: Any) -> int:
+    from edgeagent.fleet.operator import device_json, shown
+
     topics = client.topics(args.device)
     update = parse_settings(args.settings)
-    desired: dict[str, Any] = {}
-    if not args.replace:
-        current = client.retained(topics.config_desired)
-        if current:
-            try:
-                desired = json.loads(current)
-            except ValueError:
-                desired = {}
+    warn = Warnings()
+    desired = {} if args.replace else _merge_base(client, args.device, warn)
     for section, values in update.items():
         if not isinstance(desired.get(section), dict):
             desired[section] = {}
@@ -247,27 +313,45 @@ def _config(args: argparse.Namespace, client: Any) -> int:
     for msg in client.messages_for(args.timeout):
         if msg.topic != topics.config_reported or msg.retain:
             continue
-        report = json.loads(msg.payload)
+        report = device_json(msg.payload)
+        if not isinstance(report, dict):
+            warn(args.device, f"its config report is {_kind(report)}, not a JSON object; ignored")
+            continue
+        error = report.get("last_error")
         if args.json:
             print(json.dumps(report))
-        elif report.get("last_error"):
-            print(f"{args.device}: rejected: {report['last_error']['message']}", file=sys.stderr)
+        elif error:
+            print(f"{args.device}: rejected: {shown(error.get('message') if isinstance(error, dict) else error, 300)}",
+                  file=sys.stderr)
         else:
-            restart = report.get("restart_required") or []
-            print(f"{args.device}: applied: {', '.join(report.get('changed') or []) or 'no change'}"
+            keys = lambda name: [shown(k, 64) for k in report.get(name) or [] if isinstance(k, str)]  # noqa: E731
+            restart = keys("restart_required")
+            print(f"{args.device}: applied: {', '.join(keys('changed')) or 'no change'}"
                   + (f" (restart needed for {', '.join(restart)})" if restart else ""))
-        return 1 if report.get("last_error") else 0
+        return 1 if error else 0
     print(f"edgeagent fleet: {args.device} did not report within {args.timeout:g} s (offline?); "
           "the desired config is retained and applies when it connects", file=sys.stderr)
     return 1
 
 
 def _cell(value: Any) -> str:
-    return "-" if value is None else str(value)
+    from edgeagent.fleet.operator import shown
+
+    return "-" if value is None else shown(value, 40)
 
 
-def _ms(value: Any) -> str:
-    return "-" if value is None else f"{value:.0f}ms"
+def _discovery(args: argparse.Namespace, client: Any) -> int:
+    import signal
+    import threading
+
+    from edgeagent.fleet.discovery_relay import DiscoveryRelay
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_a: stop.set())
+    DiscoveryRelay(client).run(stop)
+    return 0
 
 
-ACTIONS = {"devices": _devices, "tail": _tail, "stats": _stats, "send": _send, "config": _config}
+ACTIONS = {"devices": _devices, "tail": _tail, "stats": _stats, "send": _send, "config": _config,
+           "discovery": _discovery}

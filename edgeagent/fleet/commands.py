@@ -1,8 +1,9 @@
 """Remote commands on ``{p}/cmd/{name}``: strict argument checks, then the DeviceControl.
 
 Nothing here ever runs a shell or evaluates a payload: a command is looked up in a fixed
-table, its JSON arguments are checked against a fixed schema, and anything else becomes an
-error result naming what was wrong.
+table, its JSON arguments (read by ``payload.load_json``: size, depth, text and numbers checked)
+are checked against a fixed schema, and anything else becomes an error result naming what was
+wrong.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from edgeagent.fleet.control import CommandFailed, DeviceControl
+from edgeagent.fleet.payload import PayloadError, load_json
 
 MAX_PAYLOAD = 4096  # bytes; a say text fits easily, a flood does not
+MAX_DEPTH = 4  # arguments are flat: {"text": ...}; a little room for a wrong shape to get its own error
 MAX_SAY_CHARS = 1000
 
 
@@ -35,7 +38,8 @@ def _text(v: str) -> str | None:
 
 
 def _unit(v: float) -> str | None:
-    return None if math.isfinite(v) and 0.0 <= v <= 1.0 else "must be between 0.0 and 1.0"
+    ok = 0 <= v <= 1 and (not isinstance(v, float) or math.copysign(1.0, v) > 0)  # no NaN, no -0.0, any int size
+    return None if ok else "must be between 0.0 and 1.0"
 
 
 # name -> required arguments (every command also takes an optional string "id", echoed back)
@@ -54,16 +58,15 @@ SCHEMAS: dict[str, dict[str, Arg]] = {
 def parse(name: str, payload: bytes) -> dict[str, Any]:
     """Checked arguments for command ``name``; raises BadCommand saying what and why."""
     if name not in SCHEMAS:
-        raise BadCommand(f"unknown command {name[:64]!r} (known: {', '.join(SCHEMAS)})")
-    if len(payload) > MAX_PAYLOAD:
-        raise BadCommand(f"payload too large: {len(payload)} bytes (max {MAX_PAYLOAD})")
+        shown = name[:64] if name.isprintable() else name[:64].encode("unicode_escape", "replace").decode()
+        raise BadCommand(f"unknown command {shown!r} (known: {', '.join(SCHEMAS)})")
     if not payload.strip():
         args: Any = {}
     else:
         try:
-            args = json.loads(payload)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadCommand(f"payload is not valid JSON: {exc}") from None
+            args = load_json(payload, max_bytes=MAX_PAYLOAD, max_depth=MAX_DEPTH)
+        except PayloadError as exc:
+            raise BadCommand(f"argument {exc.path!r} {exc.reason}" if exc.path else exc.reason) from None
     if not isinstance(args, dict):
         raise BadCommand(f"payload must be a JSON object, got {type(args).__name__}")
     schema = SCHEMAS[name]

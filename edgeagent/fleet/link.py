@@ -22,6 +22,7 @@ from typing import Any, Awaitable, Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edgeagent import __version__
 from edgeagent.config import Config, MqttConfig, TelemetryConfig
@@ -98,7 +99,7 @@ class FleetLink:
 
     def __init__(self, config: Config, control: DeviceControl, on_config: ConfigCallback | None = None,
                  *, state_interval_s: float = 0.5):
-        self.remote = RemoteConfig(config, config.state_dir)
+        self.remote = RemoteConfig(config, config.state_dir, starting=True)
         config = self.remote.current  # base + persisted desired (identity and paths stay local)
         self.topics = Topics(config.mqtt.topic_root, config.device.id)
         self._control = control
@@ -111,9 +112,15 @@ class FleetLink:
         # while offline, nothing is queued: on_connect publishes the latest state anyway
         self._publish_state_limited = _RateLimited(
             lambda: self._publish_state() if self._connected.is_set() else None, state_interval_s)
-        self.counters = {"connects": 0, "messages": 0, "rejected": 0}
+        # every message is answered (a command's result, a config report) or counted here and logged
+        self.counters = {"connects": 0, "messages": 0, "rejected": 0, "ignored": 0}
+        self._rollback_timer: threading.Timer | None = None
         self.intent_requests = IntentRequests()
-        self._client = make_client(config.mqtt, f"edgeagent-{config.device.id}", self.topics.status)
+        if config.mqtt.username and config.mqtt.username != config.device.id:
+            log.warning("fleet: mqtt.username %r is not the device id %r: the broker binds both the client id and "
+                        "the topics to the user name", config.mqtt.username, config.device.id)
+        # the client id is the device id, which the broker's device listener enforces (its user name)
+        self._client = make_client(config.mqtt, config.device.id, self.topics.status)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -137,6 +144,10 @@ class FleetLink:
         self._loop = asyncio.get_running_loop()
         self.outbox.start()
         m = self.config.mqtt
+        if self.remote.unconfirmed:  # started with a remote config that has not reached the broker yet
+            self._rollback_timer = threading.Timer(m.rollback_after_s, self._roll_back_if_unreachable)
+            self._rollback_timer.daemon = True
+            self._rollback_timer.start()
         self._client.connect_async(m.host, m.port, keepalive=m.keepalive_s)
         self._client.loop_start()
 
@@ -146,6 +157,8 @@ class FleetLink:
     async def stop(self, timeout: float = 5.0) -> None:
         """Clean shutdown: spool what is pending, say ``offline``, disconnect."""
         self._publish_state_limited.cancel()
+        if self._rollback_timer is not None:
+            self._rollback_timer.cancel()
         await asyncio.to_thread(self.outbox.stop, timeout)
         if self._connected.is_set():
             info = self._client.publish(self.topics.status, "offline", qos=1, retain=True)
@@ -200,12 +213,16 @@ class FleetLink:
         self.counters["connects"] += 1
         self._backoff.reset()
         t = self.topics
-        client.subscribe([(t.config_desired, 1), (t.commands, 1), (HA_STATUS, 1), (t.intent_response, 1)])
+        # commands keep their retain flag (retain-as-published), so a retained one is recognised and refused
+        client.subscribe([(t.config_desired, SubscribeOptions(qos=1)),
+                          (t.commands, SubscribeOptions(qos=1, retainAsPublished=True)),
+                          (HA_STATUS, SubscribeOptions(qos=1)), (t.intent_response, SubscribeOptions(qos=1))])
         client.publish(t.status, "online", qos=1, retain=True)
         self._publish_state()
         self._publish_reported()
         self._publish_discovery()
         self._connected.set()
+        self.remote.reached_broker()
         self.outbox.notify()
         log.info("fleet: connected to %s:%s as %s", self.config.mqtt.host, self.config.mqtt.port, t.device_id)
 
@@ -226,8 +243,10 @@ class FleetLink:
             elif msg.topic == HA_STATUS:
                 if msg.payload.strip() == b"online":
                     self._publish_discovery()
-            else:
+            elif msg.topic.startswith(self.topics.prefix + "/cmd/"):
                 self._handle_command(msg)
+            else:
+                self.counters["ignored"] += 1
         except Exception:  # a message must never take the link down
             self.counters["rejected"] += 1
             log.exception("fleet: failed to handle a message on %s", msg.topic)
@@ -236,11 +255,23 @@ class FleetLink:
 
     def _handle_desired(self, payload: bytes) -> None:
         change = self.remote.handle(payload)
+        if change is None:
+            self.counters["rejected"] += 1
+        elif self.connected:
+            self.remote.reached_broker()
         self._publish_reported()
         if change is not None and any(key.startswith("intents.sentences") for key in change.changed):
             self._publish_discovery()  # the intent event entity lists the operator's intents
         if change is not None and change.changed and self._on_config is not None:
             self._run_on_loop(self._deliver_config(change))
+
+    def _roll_back_if_unreachable(self) -> None:
+        """Timer: the remote config this process started with has not reached the broker in
+        ``mqtt.rollback_after_s``: back to the last good one, by a restart."""
+        if self.connected or not self.remote.unconfirmed:
+            return
+        self.remote.roll_back(f"not connected to the broker within {self.config.mqtt.rollback_after_s} s")
+        self._run_on_loop(self._control.restart())
 
     async def _deliver_config(self, change: ConfigChange) -> None:
         try:
@@ -255,8 +286,18 @@ class FleetLink:
         props = getattr(msg, "properties", None)
         response_topic = getattr(props, "ResponseTopic", None)
         correlation = getattr(props, "CorrelationData", None)
-        reply = lambda body: self._reply(name, response_topic, correlation, body)  # noqa: E731
+        bad_reply_topic = response_topic is not None and self.topics.reply_problem(response_topic)
+        reply = lambda body: self._reply(name, None if bad_reply_topic else response_topic, correlation, body)  # noqa: E731
+        if msg.retain:  # never a command: a retained restart would restart the device on every connect
+            self.counters["ignored"] += 1
+            if msg.payload:  # (the empty one is our own clearing it)
+                log.warning("fleet: ignored and cleared a retained command on %s", msg.topic)
+                self._client.publish(msg.topic, b"", qos=1, retain=True)
+                reply(commands.result(name, None, error="retained command ignored: send commands with retain=false"))
+            return
         try:
+            if bad_reply_topic:
+                raise commands.BadCommand(bad_reply_topic)
             args = commands.parse(name, msg.payload)
         except commands.BadCommand as exc:
             self.counters["rejected"] += 1
@@ -285,13 +326,13 @@ class FleetLink:
 
     def _reply(self, name: str, response_topic: str | None, correlation: bytes | None, body: bytes) -> None:
         props = None
-        if response_topic and self.topics.owns(response_topic):
+        if response_topic:  # checked by reply_problem: under {p}/reply/
             topic = response_topic
             if correlation is not None:
                 props = Properties(PacketTypes.PUBLISH)
                 props.CorrelationData = correlation
-        else:  # no MQTT 5 response topic, or one outside our prefix (the ACL would drop it)
-            topic = self.topics.command_result(name if name.isprintable() and "+" not in name else "invalid")
+        else:  # no MQTT 5 response topic, or one we must not answer on
+            topic = self.topics.command_result(name if name.isprintable() and len(name) <= 64 else "invalid")
         self._client.publish(topic, body, qos=1, properties=props)
 
     def _run_on_loop(self, coro: Awaitable[None]) -> None:
@@ -313,13 +354,13 @@ class FleetLink:
         self._client.publish(self.topics.state, json.dumps(body, default=str), qos=1, retain=True)
 
     def _publish_reported(self) -> None:
-        self._client.publish(self.topics.config_reported, json.dumps(self.remote.report(), default=str),
+        self._client.publish(self.topics.config_reported, json.dumps(self.remote.report(), default=str, allow_nan=False),
                              qos=1, retain=True)
 
     def _publish_discovery(self) -> None:
         body = discovery_payload(self.topics, self.config.device.name, __version__,
                                  intent_names=home_intent_names(self.config.intents))
-        self._client.publish(self.topics.ha_discovery, json.dumps(body), qos=1, retain=True)
+        self._client.publish(self.topics.discovery, json.dumps(body), qos=1, retain=True)
 
 
 def _wait_published(info: mqtt.MQTTMessageInfo, timeout: float) -> None:

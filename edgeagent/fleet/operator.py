@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import threading
@@ -53,6 +54,17 @@ def broker_settings(base: MqttConfig, flags: Mapping[str, Any], env: Mapping[str
     return settings
 
 
+def client_id(settings: MqttConfig, session: str | None) -> str:
+    """``<login>:<name>``: operators' client ids are prefixed by their login, so collectors and CLI
+    sessions of one login never collide with another's, and never with a device (whose client id is
+    its login, which cannot contain ':').  A named session (``--session``) keeps its name."""
+    login = settings.username or "operator"
+    if session is not None and (not session or len(session) > 64 or not session.isprintable()
+                                or any(c in session for c in "+#/")):
+        raise FleetError("a session name is 1-64 printable characters without '+', '#' or '/'")
+    return f"{login}:{session or 'cli-' + uuid.uuid4().hex[:8]}"
+
+
 class OperatorClient:
     """Connected on construction (or FleetError); messages for the subscriptions go to a queue."""
 
@@ -62,8 +74,7 @@ class OperatorClient:
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self._connack: queue.Queue[Any] = queue.Queue()
         self._subacks: queue.Queue[Any] = queue.Queue()
-        client_id = session or f"edgeagent-operator-{uuid.uuid4().hex[:8]}"
-        self.client = make_client(settings, client_id)
+        self.client = make_client(settings, client_id(settings, session))
         self.client.on_connect = lambda _c, _u, _f, reason, _p: self._connack.put(reason)
         self.client.on_message = lambda _c, _u, msg: self.messages.put(msg)
         self.client.on_subscribe = lambda _c, _u, _m, codes, _p: self._subacks.put(codes)
@@ -133,7 +144,10 @@ class OperatorClient:
         for msg in self.messages_for(timeout):
             if msg.topic == reply_topic and getattr(msg.properties, "CorrelationData", None) == correlation:
                 self.client.unsubscribe(reply_topic)
-                return json.loads(msg.payload)
+                answer = device_json(msg.payload)
+                if not isinstance(answer, dict):
+                    raise FleetError(f"{device} answered {command} with something that is not a JSON object")
+                return answer
         raise FleetError(f"no answer from {device} to {command} within {timeout:g} s (is it online?)")
 
     def retained(self, topic: str, wait: float = 1.0) -> bytes | None:
@@ -151,3 +165,27 @@ class OperatorClient:
         info.wait_for_publish(timeout)
         if not info.is_published():
             raise FleetError(f"broker did not acknowledge the message to {topic}")
+
+
+def device_json(payload: bytes) -> object:
+    """A device's payload, parsed strictly (no NaN, no infinity); None when it is not such JSON.
+    Whatever a device sends, the operator's tools warn and carry on (a device login may be stolen)."""
+    def refuse(_name: str) -> object:
+        raise ValueError
+
+    def finite(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError
+        return value
+    try:
+        return json.loads(payload, parse_constant=refuse, parse_float=finite)
+    except (ValueError, RecursionError):
+        return None
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """Device-supplied text for a terminal: control characters escaped (no escape sequences), cut short."""
+    text = value if isinstance(value, str) else str(value)
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}" for c in text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

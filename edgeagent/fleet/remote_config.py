@@ -2,20 +2,25 @@
 and reported back (secrets redacted) on ``{p}/config/reported``.
 
 The desired document is a *whole* desired state over the local base config (file +
-environment): applying it again is a no-op and removing a key reverts it.  The last valid one
-is kept in ``<state_dir>/fleet/desired.json`` so the device boots into it without a broker.
+environment): applying it again is a no-op and removing a key reverts it.  It is read as untrusted
+input (``payload.load_json``), may carry only the keys of ``remote_policy.REMOTE_KEYS``, and is
+applied whole or not at all; errors name the key and the rule, never the value.  The last valid
+one is kept on disk (``shadow.Shadow``) so the device boots into it without a broker, together
+with the last one known to reach the broker, to roll back to.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeagent.config import REDACTED, Config, ConfigError, apply_partial, to_dict
+from edgeagent.config import REDACTED, Config, ConfigError, apply_partial, looks_secret, to_dict
+from edgeagent.fleet.payload import PayloadError, load_json
+from edgeagent.fleet.remote_policy import check_remote
+from edgeagent.fleet.shadow import EMPTY, MAX_UNCONFIRMED_STARTS, Rollback, Shadow, fingerprint
 from edgeagent.turn.trace import utc_now_iso
 
 log = logging.getLogger(__name__)
@@ -32,7 +37,7 @@ LIVE_KEYS = (
     "telemetry.include_text", "log.", "intents.",
 )
 MAX_DESIRED_BYTES = 64 * 1024
-LOCAL_ONLY = (("device", "id"), ("paths", None), ("mqtt", "topic_root"), ("ui", None))  # ui: where it listens
+MAX_DESIRED_DEPTH = 8  # section, key, and a little room (thresholds is a table of numbers)
 
 
 @dataclass(frozen=True)
@@ -63,56 +68,64 @@ def needs_restart(key: str) -> bool:
     return not any(key == live or (live.endswith((".", "_")) and key.startswith(live)) for live in LIVE_KEYS)
 
 
-def _check_remote_keys(desired: Any) -> None:
-    """The device's identity and directories are local facts: a broker must not move them."""
-    if not isinstance(desired, dict):
-        return  # apply_partial names the problem
-    for section, key in LOCAL_ONLY:
-        values = desired.get(section)
-        if isinstance(values, dict) and (key is None or key in values):
-            name = f"{section}.{key}" if key else section
-            raise ConfigError(name, values.get(key) if key else values, "can only be set in the local config")
-
-
 class RemoteConfig:
-    def __init__(self, base: Config, state_dir: Path):
+    """The config in force = the local base + the accepted desired document.  ``starting`` (the
+    device's link at start-up) counts a start with an unconfirmed document and rolls back after
+    ``MAX_UNCONFIRMED_STARTS`` (a document the device keeps failing to start with)."""
+
+    def __init__(self, base: Config, state_dir: Path, *, starting: bool = False):
         self.base = base
         self.current = base
-        self.path = Path(state_dir) / "fleet" / "desired.json"
+        self.shadow = Shadow(Path(state_dir) / "fleet")
+        self.path = self.shadow.desired_path
+        self.document = EMPTY  # the accepted desired document in force
         self.last_error: dict[str, Any] | None = None
         self.last_change: ConfigChange | None = None
         self.updated_at: str | None = None
+        if starting and not self.shadow.confirmed():
+            starts = self.shadow.count_start()
+            if starts > MAX_UNCONFIRMED_STARTS:
+                self._roll_back(self.shadow.desired() or EMPTY, f"{starts - 1} starts in a row without reaching the broker")
         self._load_persisted()
+        self.started_with, self.started = self.document, self.current
+        self._reached = False
 
     def _load_persisted(self) -> None:
-        try:
-            desired = json.loads(self.path.read_bytes())
-            self.current = apply_partial(self.base, desired)
-        except FileNotFoundError:
+        payload = self.shadow.desired()
+        if payload is None:
             return
-        except (OSError, ValueError) as exc:  # ConfigError is a ValueError too
-            log.warning("remote config: ignoring persisted %s: %s", self.path, exc)
+        try:
+            self.current, self.document = self._validate(payload), payload
+        except ConfigError as exc:  # e.g. written by a version that allowed more: same rules as over MQTT
+            self._reject(exc, "persisted document refused")
+            try:
+                self.current, self.document = self._validate(self.shadow.good()), self.shadow.good()
+            except ConfigError:
+                pass
+
+    def _validate(self, payload: bytes) -> Config:
+        try:
+            desired = load_json(payload, max_bytes=MAX_DESIRED_BYTES, max_depth=MAX_DESIRED_DEPTH)
+        except PayloadError as exc:
+            raise ConfigError.unshown(exc.path or "<payload>", exc.reason) from None
+        check_remote(desired, self.base)
+        return apply_partial(self.base, desired)
 
     def handle(self, payload: bytes) -> ConfigChange | None:
         """Apply a desired document; None (and ``last_error`` set) when rejected."""
+        payload = payload if payload.strip() else EMPTY
         try:
-            if len(payload) > MAX_DESIRED_BYTES:
-                raise ConfigError("<payload>", f"{len(payload)} bytes", f"larger than {MAX_DESIRED_BYTES} bytes")
-            try:
-                desired = json.loads(payload) if payload.strip() else {}
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                # the value shown is the size, never the text: a broken document may hold a secret
-                raise ConfigError("<payload>", f"{len(payload)} bytes", f"not valid JSON: {exc}") from None
-            _check_remote_keys(desired)
-            new = apply_partial(self.base, desired)
+            rollback = self.shadow.rollback
+            if rollback is not None and self.shadow.refuses(payload):
+                raise ConfigError.unshown("<payload>", f"rolled back at {rollback.at} ({rollback.reason}); "
+                                                       "publish a changed document to try again")
+            new = self._validate(payload)
         except ConfigError as exc:
-            message = str(exc)[:500]  # a 60 KB value must not flood the report or the journal
-            self.last_error = {"key": exc.key[:200], "reason": exc.reason[:300], "message": message, "at": utc_now_iso()}
-            log.warning("remote config rejected: %s", message)
+            self._reject(exc, "remote config rejected")
             return None
         changed = diff(self.current, new)
-        self._persist(payload if payload.strip() else b"{}")
-        self.current = new
+        self.shadow.save_desired(payload)
+        self.current, self.document = new, payload
         self.last_error = None
         self.updated_at = utc_now_iso()
         self.last_change = ConfigChange(new, changed, tuple(k for k in changed if needs_restart(k)))
@@ -120,24 +133,61 @@ class RemoteConfig:
             log.info("remote config applied: %s", ", ".join(changed))
         return self.last_change
 
+    def _reject(self, exc: ConfigError, what: str) -> None:
+        """Key and rule only: the value may be a secret typed into the wrong key."""
+        key, reason = exc.key[:200], exc.reason[:300]
+        message = f"config key '{key}': {reason}"
+        self.last_error = {"key": key, "reason": reason, "message": message, "at": utc_now_iso()}
+        log.warning("%s: %s", what, message)
+
+    # ------------------------------------------------------------ last known good
+
+    @property
+    def unconfirmed(self) -> bool:
+        """Started with a document that has not reached the broker yet (the rollback timer runs)."""
+        return fingerprint(self.started_with) != fingerprint(self.shadow.good())
+
+    def reached_broker(self) -> None:
+        """Connected: what this process started with is good, and so is the document in force once
+        nothing in it waits for a restart (until then the last good one stays)."""
+        if not [k for k in diff(self.started, self.current) if needs_restart(k)]:
+            self.shadow.confirm(self.document)
+        elif not self._reached:
+            self.shadow.confirm(self.started_with)
+        self._reached = True
+
+    def roll_back(self, reason: str) -> None:
+        """The document this process started with kept it off the broker: back to the last good one
+        (in force after the restart the caller does next)."""
+        self._roll_back(self.started_with, reason)
+
+    def _roll_back(self, refused: bytes, reason: str) -> None:
+        keys: list[str] = []
+        try:
+            keys = list(diff(self._validate(self.shadow.good()), self._validate(refused)))
+        except ConfigError:
+            pass
+        self.shadow.roll_back(Rollback(at=utc_now_iso(), reason=reason, keys=keys, document=fingerprint(refused)))
+        log.error("remote config rolled back to the last good document (%s): %s", reason, ", ".join(keys) or "-")
+
     def report(self) -> dict[str, Any]:
-        change = self.last_change
+        change, rollback = self.last_change, self.shadow.rollback
         return {
             "config": to_dict(self.current, redact=True),
+            "desired": _redacted(json.loads(self.document)),
             "changed": list(change.changed) if change else [],
             "restart_required": list(change.restart_required) if change else [],
             "applied_at": self.updated_at,
             "last_error": self.last_error,
+            "rollback": asdict(rollback) if rollback else None,
             "redacted": REDACTED,
         }
 
-    def _persist(self, payload: bytes) -> None:
-        """Write + fsync + rename, owner-only: the desired document may carry a secret."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+
+def _redacted(document: Any) -> Any:
+    """The accepted document as reported: it cannot hold secrets (they are local-only), and if an
+    old one did, they stay on the device."""
+    if not isinstance(document, dict):
+        return {}
+    return {section: {k: (REDACTED if looks_secret(k) else v) for k, v in values.items()} if isinstance(values, dict)
+            else values for section, values in document.items()}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 HA_STATUS = "homeassistant/status"
 COMMANDS = ("say", "mute", "volume", "listen", "cancel", "restart", "ping", "stats")
+MAX_TOPIC = 256
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,23 @@ class Topics:
 
     @property
     def replies(self) -> str:
-        """Where operators ask for MQTT 5 responses: inside the prefix, so the device's ACL allows it."""
+        """Where operators ask for MQTT 5 responses: inside the prefix, so the device's ACL allows it,
+        and apart from every topic the device itself reads or publishes."""
         return f"{self.prefix}/reply"
+
+    def reply_problem(self, topic: str) -> str | None:
+        """Why the device must not answer on ``topic`` (a requester's MQTT 5 response topic), or None.
+        Anywhere else in the prefix a reply would be read back as config, a command, or state."""
+        inside = topic.startswith(self.replies + "/") and len(topic) > len(self.replies) + 1
+        if inside and len(topic) <= MAX_TOPIC and topic.isprintable() and "+" not in topic and "#" not in topic:
+            return None
+        return f"response topic must lie under {self.replies}/ (at most {MAX_TOPIC} characters, no wildcards)"
+
+    @property
+    def discovery(self) -> str:
+        """The device's own Home Assistant discovery document; the relay (discovery_relay) checks it
+        and republishes it on ``ha_discovery``, which devices may not write."""
+        return f"{self.prefix}/discovery"
 
     @property
     def intent(self) -> str:
@@ -67,10 +83,6 @@ class Topics:
     @property
     def ha_discovery(self) -> str:
         return f"homeassistant/device/{self.device_id}/config"
-
-    def owns(self, topic: str) -> bool:
-        """A concrete topic inside this device's prefix (no wildcards): safe to publish a reply to."""
-        return topic.startswith(self.prefix + "/") and "+" not in topic and "#" not in topic
 
 
 def device_of(topic: str, root: str) -> str | None:

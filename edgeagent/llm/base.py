@@ -35,7 +35,13 @@ class Tools(Protocol):
 
 
 class LlmError(RuntimeError):
-    """A backend failed (unreachable, HTTP error, malformed stream); the message says which."""
+    """A backend failed (unreachable, HTTP error, malformed stream); the message says which in our
+    own words, so it may go into telemetry.  ``detail`` is what the backend said (an error body, a
+    stream's error event), which may quote the user: it is text, kept with the transcript."""
+
+    def __init__(self, message: str, detail: str | None = None):
+        super().__init__(message)
+        self.detail = detail
 
 
 class ChatBackend(Protocol):

@@ -126,9 +126,11 @@ class LlmRouter:
             except (LlmError, TimeoutError) as exc:
                 self.breaker.record_failure(time.monotonic())
                 why = "missed first-token deadline" if isinstance(exc, TimeoutError) else str(exc)
+                detail = getattr(exc, "detail", None)  # the server's words may quote the user: debug only
                 log.warning("cloud LLM failed (%s); continuing on the local model", why)
+                log.debug("cloud LLM said: %s", detail)
                 local = self._local()
-                yield LlmRouted(t=time.monotonic(), backend=local.name,
+                yield LlmRouted(t=time.monotonic(), backend=local.name, detail=detail,
                                 reason=f"failover: cloud {why}" + (f" after {produced} tokens" if produced else ""))
         backend = self._local()
         async with contextlib.aclosing(backend.stream(messages)) as tokens:

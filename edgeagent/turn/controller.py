@@ -48,7 +48,7 @@ from edgeagent.events import (
     TranscriptFinal,
     WakeDetected,
 )
-from edgeagent.turn.trace import TurnTrace, ms_between
+from edgeagent.turn.trace import TurnTrace, describe_error, ms_between
 
 log = logging.getLogger("edgeagent.turn")
 
@@ -307,7 +307,8 @@ class TurnController:
                 await self._answer(turn)
             except Exception as exc:  # one turn's failure never stops the loop
                 log.exception("turn %s failed", trace.turn_id[:8])
-                trace.outcome, trace.error = "error", f"{type(exc).__name__}: {exc}"
+                trace.outcome = "error"
+                trace.error, trace.error_detail = describe_error(exc)
             if trace.outcome == "error" and not turn.stopped:  # it failed: say so rather than go quiet
                 await self._speak(turn, self.replier.announce(APOLOGY))
         except asyncio.CancelledError:
@@ -359,6 +360,8 @@ class TurnController:
         elif isinstance(event, LlmRouted):
             turn.llm_request = turn.llm_request or event.t
             trace.llm_backend, trace.llm_backend_reason = event.backend, event.reason  # a failover overrides
+            if event.detail:
+                trace.error_detail = event.detail
         elif isinstance(event, FirstToken):
             turn.first_token = event.t
             trace.llm_ttft_ms = ms_between(turn.llm_request, event.t)
@@ -376,7 +379,7 @@ class TurnController:
             trace.reply, trace.llm_tokens = event.text, event.tokens
         elif isinstance(event, ReplyFailed):
             trace.reply, trace.llm_tokens = event.text, event.tokens
-            trace.outcome, trace.error = "error", event.error
+            trace.outcome, trace.error, trace.error_detail = "error", event.error, event.detail or trace.error_detail
 
     def _first_audio(self, turn: Turn, event: FirstAudio) -> None:
         turn.first_audio = turn.first_audio or event.t

@@ -22,6 +22,7 @@ from edgeagent.llm.base import Tools
 from edgeagent.llm.conversation import Conversation
 from edgeagent.llm.router import LlmRouter
 from edgeagent.tts.chunker import SentenceChunker
+from edgeagent.turn.trace import describe_error
 
 Emit = Callable[[Event], None]
 
@@ -140,14 +141,14 @@ class ReplyPipeline:
             self._report(emit, self.speaker.heard(), made, on_heard, cancelled=True)
             raise
         except Exception as exc:  # reported, not raised: the controller decides what the user hears next
-            heard, failure = self.speaker.heard(), f"{type(exc).__name__}: {exc}"
+            heard, failure = self.speaker.heard(), describe_error(exc)
         self._report(emit, heard, made, on_heard, failure=failure)
 
     @staticmethod
     def _report(emit: Emit, heard: Heard, made: Callable[[], tuple[str, int]], on_heard: Callable[[Heard], None],
-                cancelled: bool = False, failure: str | None = None) -> None:
+                cancelled: bool = False, failure: tuple[str, str | None] | None = None) -> None:
         on_heard(heard)
         emit(heard)
         text, tokens = made()
-        emit(ReplyFailed(t=heard.t, error=failure, text=text, tokens=tokens) if failure is not None
+        emit(ReplyFailed(t=heard.t, error=failure[0], detail=failure[1], text=text, tokens=tokens) if failure is not None
              else ReplyDone(t=heard.t, text=text, tokens=tokens, cancelled=cancelled))

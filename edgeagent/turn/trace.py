@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from edgeagent.llm.base import LlmError
+
 Outcome = Literal["answered", "barged_in", "no_speech", "error"]
-TEXT_FIELDS = ("transcript", "reply", "heard_reply")
+# what the user said or heard, and what a backend or exception said about it (a cloud error body may
+# quote the prompt): published only with telemetry.include_text
+TEXT_FIELDS = ("transcript", "reply", "heard_reply", "error_detail")
 
 
 def utc_now_iso() -> str:
@@ -51,6 +55,7 @@ class TurnTrace:
     transcript: str | None = None
     reply: str | None = None
     heard_reply: str | None = None
+    error_detail: str | None = None
 
     def to_dict(self, include_text: bool = False) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -58,6 +63,15 @@ class TurnTrace:
             for name in TEXT_FIELDS:
                 data.pop(name)
         return data
+
+
+def describe_error(exc: BaseException) -> tuple[str, str | None]:
+    """(summary for ``error``, detail for ``error_detail``): an LlmError's message is our own words;
+    any other exception's message may carry text (a synthesizer quoting its input), so only its
+    type goes into the summary."""
+    if isinstance(exc, LlmError):
+        return f"{type(exc).__name__}: {exc}", exc.detail
+    return type(exc).__name__, str(exc) or None
 
 
 def ms_between(start: float | None, end: float | None) -> float | None:
