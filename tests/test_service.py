@@ -20,7 +20,8 @@ needs_systemd = pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="
 
 
 @needs_systemd
-@pytest.mark.parametrize("name, max_exposure", [("edgeagent.service", 3.9), ("edgeagent-collector.service", 2.0)])
+@pytest.mark.parametrize("name, max_exposure", [("edgeagent.service", 3.9), ("edgeagent-collector.service", 2.0),
+                                                      ("edgeagent-discovery.service", 2.0)])
 def test_unit_verifies_and_scores_ok(tmp_path, name, max_exposure):
     # verify needs ExecStart to exist: point it at this checkout's own edgeagent console script
     edgeagent = Path(sys.executable).with_name("edgeagent")

@@ -31,7 +31,8 @@ def add_collect_parser(actions: argparse._SubParsersAction) -> None:
                                        "run as many collectors as you like, with one --client-id each.")
     p.add_argument("--db", help=f"sqlite:///path/fleet.db or postgresql://user@host/db (default ${DB_ENV})")
     p.add_argument("--group", default=d.group, help="shared-subscription group: collectors in one group split the load")
-    p.add_argument("--client-id", default=d.client_id, help="stable per collector: the broker keeps its session")
+    p.add_argument("--client-id", help="stable per collector: the broker keeps its session "
+                                       f"(default <login>:{d.client_id}; a name without ':' gets the login prefixed)")
     p.add_argument("--session-expiry", type=int, default=d.session_expiry_s, metavar="SECONDS",
                    help="how long the broker keeps this collector's queue while it is away")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="messages per transaction at most")
@@ -55,6 +56,7 @@ def run_collect(args: argparse.Namespace, broker: MqttConfig) -> int:
     from edgeagent.fleetserver.collector import Collector
     from edgeagent.fleetserver.database import open_store
     from edgeagent.fleetserver.metrics import Metrics
+    from edgeagent.fleet.operator import client_id
     from edgeagent.fleetserver.settings import CollectorSettings
     from edgeagent.fleetserver.store import StoreError
     from edgeagent.runtime.service import notify
@@ -62,7 +64,9 @@ def run_collect(args: argparse.Namespace, broker: MqttConfig) -> int:
     url = database_url(args.db)
     if args.batch_size < 1 or args.batch_wait < 0:
         raise ValueError("--batch-size must be >= 1 and --batch-wait >= 0")
-    settings = CollectorSettings(group=args.group, client_id=args.client_id, session_expiry_s=args.session_expiry,
+    name = args.client_id or CollectorSettings().client_id
+    settings = CollectorSettings(group=args.group, client_id=name if ":" in name else client_id(broker, name),
+                                 session_expiry_s=args.session_expiry,
                                  batch_size=args.batch_size, batch_wait_s=args.batch_wait,
                                  receive_maximum=max(4 * args.batch_size, 100))
     metrics = Metrics(device_histograms=not args.no_device_histograms)

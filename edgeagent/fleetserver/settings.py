@@ -10,7 +10,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class CollectorSettings:
     group: str = "edgeagent-collectors"
-    client_id: str = f"edgeagent-collector-{socket.gethostname()}"
+    client_id: str = f"collector-{socket.gethostname()}"  # the CLI prefixes the operator's login: "<login>:collector-host"
     session_expiry_s: int = 7 * 86400  # how long the broker keeps our queue while we are away
     batch_size: int = 500  # messages per transaction at most
     batch_wait_s: float = 0.05  # after the first message of a batch, wait this long for more
