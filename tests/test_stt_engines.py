@@ -273,3 +273,11 @@ def test_wrong_sample_format_is_rejected(config):
     with pytest.raises(ValueError, match="expected int16"):
         recognizer.feed(np.zeros(320, np.float32))
     recognizer.reset()
+
+
+def test_a_sentence_whisper_says_twice_is_kept_once():
+    from edgeagent.stt.whisper_engine import without_repeats
+
+    assert without_repeats("What is 2 plus 2? What is 2 plus 2") == "What is 2 plus 2?"
+    assert without_repeats("Turn on the lights. Turn off the fan.") == "Turn on the lights. Turn off the fan."
+    assert without_repeats("It is 3.5 degrees.") == "It is 3.5 degrees."

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -184,7 +185,7 @@ class WhisperRecognizer:
             return None
         if not any(c.isalnum() for c in text):
             return Transcript("", None)  # "." on a breath: no words
-        return Transcript(text, round(math.exp(logprob), 3))
+        return Transcript(without_repeats(text), round(math.exp(logprob), 3))
 
     def _transcribe_30s(self, floats: np.ndarray) -> Transcript:
         segments, _info = self._model.transcribe(
@@ -227,6 +228,20 @@ class WhisperRecognizer:
             self._last_partial = text
             return text
         return None
+
+
+def without_repeats(text: str) -> str:
+    """Whisper on a short window sometimes says a short sentence twice ("What is 2 plus 2? What is 2
+    plus 2"); a sentence that repeats the one before it is dropped."""
+    kept: list[str] = []
+    for sentence in re.split(r"(?<=[.?!])\s+", text.strip()):
+        if sentence and (not kept or _words(sentence) != _words(kept[-1])):
+            kept.append(sentence)
+    return " ".join(kept)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
 
 
 def max_tokens(samples: int) -> int:
