@@ -131,8 +131,9 @@ class LlmConfig:
 
 @dataclass
 class TtsConfig:
-    engine: Literal["piper", "espeak"] = "piper"
-    voice: str = ""  # piper .onnx path; empty: en_US-joe-medium from the models directory
+    # hibari: first audio ~10x sooner than piper (and Whisper hears it as well); piper joe stays selectable
+    engine: Literal["hibari", "piper", "espeak"] = "hibari"
+    voice: str = ""  # piper .onnx path; empty: en_US-joe-medium from the models directory (hibari: its one voice)
     espeak_voice: str = "en-us"
     length_scale: float = bounded(1.0, 0.3, 3.0)  # >1 speaks slower
     volume: float = bounded(1.0, 0.0, 2.0)
