@@ -145,6 +145,9 @@ class AgentConfig:
     barge_in_vad: bool = True
     barge_in_min_speech_ms: int = bounded(300, 50, 3000)
     echo_cancel: bool = True
+    # start the reply to what STT decoded of a pause before the end of turn is decided, held silent
+    # until it is (and the final transcript is the same); a discarded one is never heard
+    speculative_reply: bool = True
 
 
 @dataclass
