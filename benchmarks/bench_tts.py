@@ -164,14 +164,14 @@ def bench_barge_in(voice, rounds=5):
 
 
 def main():
-    piper = create_synthesizer(_config("piper"))
-    espeak = create_synthesizer(_config("espeak"))
-    for voice in (piper, espeak):
+    voices = [create_synthesizer(_config(engine)) for engine in ("hibari", "piper", "espeak")]
+    for voice in voices:
         bench_first_audio(voice)
-    for voice in (piper, espeak):
+    for voice in voices:
         bench_rtf(voice)
-    bench_streaming_vs_whole(piper)
-    bench_barge_in(piper)
+    for voice in voices[:2]:
+        bench_streaming_vs_whole(voice)
+    bench_barge_in(voices[0])
 
 
 if __name__ == "__main__":

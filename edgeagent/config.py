@@ -103,6 +103,10 @@ class SttConfig:
     language: str = "en"
     speculate_after_ms: int = bounded(180, 0, 2000)  # whisper: decode once this much pause follows speech; 0: off
     partial_interval_s: float = bounded(1.0, 0.0, 10.0)  # whisper: background partial decodes; 0: none
+    beam_size: int = bounded(5, 1, 10)  # whisper: beam search width
+    # whisper: utterances up to this long are encoded on this window, not Whisper's 30 s (~5x faster);
+    # below ~8 s Whisper repeats itself; 0: always 30 s
+    window_s: float = bounded(10.0, 0.0, 30.0)
 
 
 @dataclass
@@ -127,8 +131,9 @@ class LlmConfig:
 
 @dataclass
 class TtsConfig:
-    engine: Literal["piper", "espeak"] = "piper"
-    voice: str = ""  # piper .onnx path; empty: en_US-joe-medium from the models directory
+    # hibari: first audio ~10x sooner than piper (and Whisper hears it as well); piper joe stays selectable
+    engine: Literal["hibari", "piper", "espeak"] = "hibari"
+    voice: str = ""  # piper .onnx path; empty: en_US-joe-medium from the models directory (hibari: its one voice)
     espeak_voice: str = "en-us"
     length_scale: float = bounded(1.0, 0.3, 3.0)  # >1 speaks slower
     volume: float = bounded(1.0, 0.0, 2.0)
@@ -140,6 +145,9 @@ class AgentConfig:
     barge_in_vad: bool = True
     barge_in_min_speech_ms: int = bounded(300, 50, 3000)
     echo_cancel: bool = True
+    # start the reply to what STT decoded of a pause before the end of turn is decided, held silent
+    # until it is (and the final transcript is the same); a discarded one is never heard
+    speculative_reply: bool = True
 
 
 @dataclass

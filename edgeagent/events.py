@@ -130,11 +130,13 @@ class Heard(Event):
 
 @dataclass(frozen=True)
 class ReplyDone(Event):
-    """The reply ended (spoken in full, or cancelled: ``cancelled``); ``text`` is what was generated."""
+    """The reply ended (spoken in full, or cancelled: ``cancelled``); ``text`` is what was generated.
+    ``discarded``: a held (speculative) reply cancelled before it was released, never heard."""
 
     text: str
     tokens: int
     cancelled: bool = False
+    discarded: bool = False
 
 
 @dataclass(frozen=True)

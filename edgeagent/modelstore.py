@@ -27,7 +27,7 @@ class ModelError(RuntimeError):
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    kind: str  # wake | vad | stt | tts | llm
+    kind: str  # wake | vad | turn | stt | tts | llm
     source: Literal["pypi", "debian"]
     package: str  # distribution name (pip / apt)
     module: str  # import package that holds the files (pypi only)

@@ -38,11 +38,12 @@ def create_recognizer(config: Config, engine: str | None = None) -> Recognizer:
             from edgeagent.stt.pocketsphinx_engine import PocketsphinxRecognizer
 
             return PocketsphinxRecognizer(model_dir, grammar=config.stt.grammar)
-        from edgeagent.stt.whisper_engine import WhisperRecognizer
+        from edgeagent.stt.whisper_engine import Decode, WhisperRecognizer
 
         return WhisperRecognizer(model_dir, language=config.stt.language,
                                  speculate_after_ms=config.stt.speculate_after_ms,
-                                 partial_interval_s=config.stt.partial_interval_s)
+                                 partial_interval_s=config.stt.partial_interval_s,
+                                 decode=Decode(beam_size=config.stt.beam_size, window_s=config.stt.window_s))
     except ImportError as exc:
         raise SttError(f"STT engine {engine!r} needs a package that is not installed ({exc.name}): "
                        "pip install 'edgeagent[stt]'") from None

@@ -6,7 +6,13 @@
 
 The frame loop never waits on a model: wake, VAD and barge-in run inline (each well under a
 frame), STT runs on its own worker thread, and the reply (LLM -> chunker -> TTS -> speaker)
-runs as the turn's task and reports what happens as events.  The controller is the only
+runs as the turn's task and reports what happens as events.
+
+While the user pauses, before the end of turn is decided, the reply to what STT already decoded
+of the pause is started *held* (a speculative reply: the LLM answers, the first chunk is
+synthesized, nothing plays).  When the end of turn is confirmed and the final transcript is the
+same text, it is released and plays at once; when the user talks on or the transcript differs, it
+is discarded unheard, and nothing of it reaches the conversation.  The controller is the only
 writer of a turn's trace: it folds those events in and publishes the trace once, after the
 turn has unwound, whatever ended it (answered, barge-in, remote cancel, error, shutdown).
 """
@@ -73,9 +79,11 @@ class Reply(Protocol):
 
     def cancel(self) -> None: ...
 
+    def release(self) -> None: ...
+
 
 class Replier(Protocol):
-    def answer(self, user_text: str) -> Reply: ...
+    def answer(self, user_text: str, *, held: bool = False) -> Reply: ...
 
     def announce(self, text: str) -> Reply: ...
 
@@ -88,6 +96,14 @@ class Interruptions(Protocol):
     def process(self, frame: Frame) -> BargeIn | None: ...
 
 
+@dataclass(frozen=True)
+class Speculation:
+    """A held reply to ``text``, the transcript of the pause so far."""
+
+    text: str
+    reply: Reply
+
+
 @dataclass
 class Turn:
     trace: TurnTrace
@@ -96,11 +112,13 @@ class Turn:
     task: asyncio.Task | None = None
     utterance: Utterance | None = None
     reply: Reply | None = None
+    speculation: Speculation | None = None
     transcript: str = ""
     stopped: bool = False  # cancelled on purpose (barge-in, remote cancel): the trace already says why
     # the controller's own monotonic readings, from which the trace's durations are computed
     speech_end_true: float | None = None  # when the user actually stopped (audio position mapped to the clock)
     end_of_turn: float | None = None  # when the endpointer decided
+    final: float | None = None  # when the final transcript was there
     llm_request: float | None = None
     first_token: float | None = None
     first_chunk: float | None = None
@@ -266,6 +284,31 @@ class TurnController:
             elif isinstance(event, NoSpeech):
                 self._close_listening(turn)
                 return
+        if utterance is not None and self.config.agent.speculative_reply:
+            self._speculate(turn, utterance.settled_text())
+
+    def _speculate(self, turn: Turn, settled: str | None) -> None:
+        """Keep one held reply to what STT decoded of the pause: started once it is there, discarded
+        when the user talks on (no settled text any more) or it changed."""
+        text = (settled or "").strip()
+        if turn.speculation is not None and turn.speculation.text != text:
+            self._discard(turn)
+        if turn.speculation is None and text:
+            turn.speculation = Speculation(text, self.replier.answer(text, held=True))
+
+    def _discard(self, turn: Turn) -> None:
+        """Drop the held reply unheard; it unwinds in the background (the next reply waits for it)."""
+        speculation, turn.speculation = turn.speculation, None
+        if speculation is None:
+            return
+        turn.trace.speculations_discarded += 1
+        speculation.reply.cancel()
+        self._keep(asyncio.get_running_loop().create_task(self._drain(speculation.reply)))
+
+    @staticmethod
+    async def _drain(reply: Reply) -> None:
+        async for _event in reply.events():
+            pass
 
     # ------------------------------------------------------------ turn lifecycle
 
@@ -299,17 +342,25 @@ class TurnController:
                 trace.outcome, trace.error = "error", "shutdown"
             raise
         finally:
+            self._discard(turn)  # stopped before the end of turn adopted it
             self._end(turn)
 
     async def _answer(self, turn: Turn) -> None:
         trace = turn.trace
         final = await turn.utterance.finish() if turn.utterance else None
-        trace.end_of_speech_to_final_ms = ms_between(turn.end_of_turn, final.t if final else None)
+        turn.final = final.t if final else None
+        trace.end_of_speech_to_final_ms = ms_between(turn.end_of_turn, turn.final)
         turn.transcript = trace.transcript = final.text.strip() if final else ""
-        if not turn.transcript:
-            trace.outcome = "no_speech"
-            return
-        turn.reply = self.replier.answer(turn.transcript)
+        speculation = turn.speculation
+        if speculation is not None and speculation.text == turn.transcript:  # confirmed: play what is ready
+            turn.speculation, turn.reply, trace.speculative = None, speculation.reply, True
+            speculation.reply.release()
+        else:
+            self._discard(turn)
+            if not turn.transcript:
+                trace.outcome = "no_speech"
+                return
+            turn.reply = self.replier.answer(turn.transcript)
         async for event in turn.reply.events():
             self._fold(turn, event)
 
@@ -407,6 +458,7 @@ class TurnController:
     def _close_listening(self, turn: Turn) -> None:
         """Nobody spoke, or the listening turn was closed from outside (its trace then says why): back
         to IDLE.  A wake word without speech is a turn (``no_speech``); an unanswered follow-up window is not."""
+        self._discard(turn)
         if turn.utterance is not None:
             self._keep(asyncio.get_running_loop().create_task(turn.utterance.cancel()))
         self.turn = None
@@ -423,6 +475,7 @@ class TurnController:
         trace = turn.trace
         trace.ttfa_ms = ms_between(turn.speech_end_true, turn.first_audio)
         trace.end_of_turn_ms = ms_between(turn.speech_end_true, turn.end_of_turn)
+        trace.reply_start_ms = ms_between(turn.speech_end_true, turn.llm_request)
         trace.transcript = turn.transcript or trace.transcript
         self.finished.append(trace)
         self.publish_trace(trace)

@@ -7,12 +7,19 @@ next token, the HTTP stream is closed) and stops synthesis.  Whatever ended it, 
 reports what was heard and ends with exactly one ``ReplyDone`` or ``ReplyFailed``; the
 conversation records only the part the user heard.  The controller folds the events into the
 turn's trace; nothing here writes a trace.
+
+A reply can be made *held* (a speculative reply, started while the user may still be talking):
+the LLM answers and the first chunks are synthesized, but nothing plays until ``release()``.  A
+held reply cancelled before its release is discarded: nothing was heard and the conversation
+records nothing.  One speaker plays one reply at a time, so a reply starts only once the one
+before it (say, a discarded speculation still unwinding) has ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import AsyncIterator, Awaitable, Callable
 
 from edgeagent.audio.playout import Speaker
@@ -25,12 +32,34 @@ Emit = Callable[[Event], None]
 
 
 class Reply:
-    """A reply in flight: ``events()`` in order, ending with ReplyDone or ReplyFailed; ``cancel()``."""
+    """A reply in flight: ``events()`` in order, ending with ReplyDone or ReplyFailed; ``cancel()``;
+    ``release()`` lets a held reply play."""
 
-    def __init__(self, produce: Callable[[Emit], Awaitable[None]], silence: Callable[[], None], name: str):
+    def __init__(self, produce: Callable[[Emit], Awaitable[None]], silence: Callable[[], None], name: str,
+                 release: Callable[[], None] = lambda: None, after: Reply | None = None):
         self._queue: asyncio.Queue[ReplyEvent] = asyncio.Queue()
         self._silence = silence
-        self._task = asyncio.get_running_loop().create_task(produce(self._queue.put_nowait), name=name)
+        self._release = release
+        self._task = asyncio.get_running_loop().create_task(self._run(produce, after), name=name)
+
+    async def _run(self, produce: Callable[[Emit], Awaitable[None]], after: Reply | None) -> None:
+        if after is not None and not after._task.done():
+            try:
+                await asyncio.wait([after._task])  # never cancels it: only waits for it to unwind
+            except asyncio.CancelledError:  # cancelled before it began: still ends with what was heard
+                now = time.monotonic()
+                self._queue.put_nowait(Heard(t=now, text="", played_ms=0.0, cancelled=True))
+                self._queue.put_nowait(ReplyDone(t=now, text="", tokens=0, cancelled=True))
+                raise
+        await produce(self._queue.put_nowait)
+
+    @property
+    def done(self) -> bool:
+        return self._task.done()
+
+    def release(self) -> None:
+        """A held reply starts playing (at once if its first audio is ready)."""
+        self._release()
 
     def cancel(self) -> None:
         """Stop now: silent within a frame; the events still end with what was heard."""
@@ -57,25 +86,35 @@ class ReplyPipeline:
         self.router = router
         self.conversation = conversation
         self.speaker = speaker
+        self._last: Reply | None = None
 
-    def answer(self, user_text: str) -> Reply:
-        return Reply(lambda emit: self._answer(user_text, emit), self.speaker.cancel, "reply")
+    def answer(self, user_text: str, *, held: bool = False) -> Reply:
+        """The answer to ``user_text``; ``held``: made now, silent until ``release()`` (see above)."""
+        return self._reply(lambda emit, gate: self._answer(user_text, emit, gate), "reply", held)
 
     def announce(self, text: str) -> Reply:
         """Speak fixed text (an apology, a remote ``say``) without the LLM or the conversation."""
-        return Reply(lambda emit: self._announce(text, emit), self.speaker.cancel, "announce")
+        return self._reply(lambda emit, gate: self._announce(text, emit, gate), "announce", held=False)
 
-    async def _answer(self, user_text: str, emit: Emit) -> None:
+    def _reply(self, produce: Callable[[Emit, asyncio.Event], Awaitable[None]], name: str, held: bool) -> Reply:
+        gate = asyncio.Event()
+        if not held:
+            gate.set()
+        self._last = Reply(lambda emit: produce(emit, gate), self.speaker.cancel, name, release=gate.set,
+                           after=self._last)
+        return self._last
+
+    async def _answer(self, user_text: str, emit: Emit, gate: asyncio.Event) -> None:
         generated: list[str] = []
-        await self._play(self._chunks(self.conversation.messages_for(user_text), generated, emit), emit,
+        await self._play(self._chunks(self.conversation.messages_for(user_text), generated, emit), emit, gate,
                          made=lambda: ("".join(generated).strip(), len(generated)),
                          on_heard=lambda heard: self.conversation.record(user_text, heard.text, heard.cancelled))
 
-    async def _announce(self, text: str, emit: Emit) -> None:
+    async def _announce(self, text: str, emit: Emit, gate: asyncio.Event) -> None:
         async def one() -> AsyncIterator[str]:
             yield text
 
-        await self._play(one(), emit, made=lambda: (text, 0))
+        await self._play(one(), emit, gate, made=lambda: (text, 0))
 
     async def _chunks(self, messages, generated: list[str], emit: Emit) -> AsyncIterator[str]:
         chunker = SentenceChunker()
@@ -92,15 +131,18 @@ class ReplyPipeline:
         for chunk in chunker.flush():
             yield chunk
 
-    async def _play(self, chunks: AsyncIterator[str], emit: Emit, made: Callable[[], tuple[str, int]],
-                    on_heard: Callable[[Heard], None] = lambda heard: None) -> None:
-        """Speak ``chunks``; however that ends, report Heard and then ReplyDone or ReplyFailed.
-        ``made()`` is the text generated so far and its token count."""
+    async def _play(self, chunks: AsyncIterator[str], emit: Emit, gate: asyncio.Event,
+                    made: Callable[[], tuple[str, int]], on_heard: Callable[[Heard], None] = lambda heard: None) -> None:
+        """Speak ``chunks`` once ``gate`` is open; however that ends, report Heard and then ReplyDone or
+        ReplyFailed.  ``made()`` is the text generated so far and its token count.  Cancelled before
+        the gate opened, the reply was never the user's to hear: the conversation records nothing."""
         failure = None
         try:
-            heard = await self.speaker.speak(chunks, emit)
+            heard = await self.speaker.speak(chunks, emit, hold=gate)
         except asyncio.CancelledError:
-            self._report(emit, self.speaker.heard(), made, on_heard, cancelled=True)
+            released = gate.is_set()
+            self._report(emit, self.speaker.heard(), made, on_heard if released else lambda heard: None,
+                         cancelled=True, discarded=not released)
             raise
         except Exception as exc:  # reported, not raised: the controller decides what the user hears next
             heard, failure = self.speaker.heard(), f"{type(exc).__name__}: {exc}"
@@ -108,9 +150,9 @@ class ReplyPipeline:
 
     @staticmethod
     def _report(emit: Emit, heard: Heard, made: Callable[[], tuple[str, int]], on_heard: Callable[[Heard], None],
-                cancelled: bool = False, failure: str | None = None) -> None:
+                cancelled: bool = False, failure: str | None = None, discarded: bool = False) -> None:
         on_heard(heard)
         emit(heard)
         text, tokens = made()
         emit(ReplyFailed(t=heard.t, error=failure, text=text, tokens=tokens) if failure is not None
-             else ReplyDone(t=heard.t, text=text, tokens=tokens, cancelled=cancelled))
+             else ReplyDone(t=heard.t, text=text, tokens=tokens, cancelled=cancelled, discarded=discarded))

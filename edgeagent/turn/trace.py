@@ -31,6 +31,9 @@ class TurnTrace:
     end_of_turn_ms: float | None = None  # true end of speech -> end-of-turn decision
     end_of_turn_reason: str | None = None  # silence | complete sentence | max_length
     end_of_speech_to_final_ms: float | None = None
+    speculative: bool = False  # the reply was started during the pause, held, and released at the end of turn
+    speculations_discarded: int = 0  # held replies dropped unheard (the user talked on, or said something else)
+    reply_start_ms: float | None = None  # true end of speech -> LLM request (before the end of turn when speculative)
     llm_backend: str | None = None
     llm_backend_reason: str | None = None
     llm_ttft_ms: float | None = None
