@@ -85,7 +85,7 @@ def test_a_score_wobbling_around_the_threshold_fires_once(config):
         def probabilities(self, samples, key=None):
             return [next(self.scores)]
 
-    slot.model, slot.window = Scripted(), collections.deque(maxlen=1)
+    slot.model, slot.trigger.window = Scripted(), collections.deque(maxlen=1)
     fired = [bool(detector.process(Frame(np.zeros(320, np.int16), i, i * 0.02, 0.0))) for i in range(10)]
     assert fired == [False, True, False, False, False, False, False, False, True, False]
 

@@ -230,13 +230,43 @@ REARM_FRACTION = 0.6  # after firing, a model fires again only once its score fe
 
 
 @dataclass
-class _Slot:
-    model: MicroWakeWordModel
+class Trigger:
+    """One model's decision: the mean of its last ``window`` probabilities against ``threshold``,
+    firing once per utterance (hysteresis) and then quiet for the refractory period.  Benchmarks
+    replay recorded probabilities through it to sweep thresholds."""
+
     threshold: float
     window: collections.deque
-    is_stop_word: bool
     quiet_until_s: float = 0.0  # refractory: audio time before which this model cannot fire
     latched: bool = False  # fired, and the score has not dropped well below the threshold since
+
+    def update(self, probabilities: list[float], end_s: float, refractory_s: float, armed: bool = True) -> float | None:
+        """Take this frame's probabilities; the score when the model fires on it, else None."""
+        self.window.extend(probabilities)
+        if not self.window:
+            return None
+        score = float(np.mean(self.window)) if len(self.window) == self.window.maxlen else 0.0
+        if score < self.threshold:
+            if score < self.threshold * REARM_FRACTION:  # hysteresis: a wobble around the
+                self.latched = False                      # threshold is still the same utterance
+            return None
+        if not armed or self.latched or end_s < self.quiet_until_s:
+            return None
+        self.quiet_until_s = end_s + refractory_s
+        self.latched = True  # one utterance of the phrase fires once
+        return score
+
+    def reset(self) -> None:
+        self.window.clear()
+        self.quiet_until_s = 0.0  # a new stream's audio clock starts again at zero
+        self.latched = False
+
+
+@dataclass
+class _Slot:
+    model: MicroWakeWordModel | OpenWakeWordModel
+    trigger: Trigger
+    is_stop_word: bool
 
 
 class MultiWakeDetector:
@@ -251,20 +281,11 @@ class MultiWakeDetector:
         detections = []
         end_s = frame.audio_s + len(frame.samples) / FRAME_RATE
         for slot in self.slots:
-            for probability in slot.model.probabilities(frame.samples, key=(id(self), frame.index, frame.audio_s)):
-                slot.window.append(probability)
-            if not slot.window:
-                continue
-            score = float(np.mean(slot.window)) if len(slot.window) == slot.window.maxlen else 0.0
-            if score < slot.threshold:
-                if score < slot.threshold * REARM_FRACTION:  # hysteresis: a wobble around the
-                    slot.latched = False                      # threshold is still the same utterance
-                continue
+            probabilities = slot.model.probabilities(frame.samples, key=(id(self), frame.index, frame.audio_s))
             armed = self.speaking if slot.is_stop_word else True
-            if armed and not slot.latched and end_s >= slot.quiet_until_s:
+            score = slot.trigger.update(probabilities, end_s, self.refractory_s, armed)
+            if score is not None:
                 detections.append(WakeDetected(t=frame.t, word=slot.model.info.name, score=score, audio_s=end_s))
-                slot.quiet_until_s = end_s + self.refractory_s
-                slot.latched = True  # one utterance of the phrase fires once
         return detections
 
     def set_speaking(self, speaking: bool) -> None:
@@ -275,16 +296,14 @@ class MultiWakeDetector:
         the models stay loaded."""
         self.refractory_s = wake.refractory_s
         for slot in self.slots:
-            slot.threshold, window = slot_settings(wake, slot.model.info)
-            if window != slot.window.maxlen:
-                slot.window = collections.deque(slot.window, maxlen=window)
+            slot.trigger.threshold, window = slot_settings(wake, slot.model.info)
+            if window != slot.trigger.window.maxlen:
+                slot.trigger.window = collections.deque(slot.trigger.window, maxlen=window)
 
     def reset(self) -> None:
         for slot in self.slots:
             slot.model.reset()
-            slot.window.clear()
-            slot.quiet_until_s = 0.0  # a new stream's audio clock starts again at zero
-            slot.latched = False
+            slot.trigger.reset()
 
 
 def find_openwakeword_model(name: str, models_dir: Path) -> WakeModelInfo:
@@ -318,7 +337,7 @@ def create_wake_detector(config: Config) -> MultiWakeDetector:
             info = find_model(name, config.models_dir)
             model = MicroWakeWordModel(info)
         threshold, window = slot_settings(wake, info)
-        slots.append(_Slot(model, threshold, collections.deque(maxlen=window),
+        slots.append(_Slot(model, Trigger(threshold, collections.deque(maxlen=window)),
                            is_stop_word=name == wake.stop_word and name not in wake.models))
     return MultiWakeDetector(slots, wake.refractory_s)
 
