@@ -39,13 +39,15 @@ class Pair:
     hours: float
 
 
-def load_pair(pool, split: str, word: str, models_dir, conditioning: str = "") -> Pair:
+def load_pair(pool, split: str, word: str, models_dir, conditioning: str = "", with_oww: bool = True) -> Pair:
+    """Both engines' recordings (openWakeWord's unconditioned when ``with_oww`` is off: saves its cost)."""
     clips = positives(split, word, with_question=word == "okay_nabu")
     streams = negative_streams(split)
+    oww_conditioning = conditioning if with_oww else ""
     mp = ew.record_positives(pool, "microwakeword", word, clips, models_dir, conditioning)
-    op = ew.record_positives(pool, "openwakeword", word, clips, models_dir, conditioning)
+    op = ew.record_positives(pool, "openwakeword", word, clips, models_dir, oww_conditioning)
     mn = ew.record_negatives(pool, "microwakeword", streams, models_dir, conditioning)[word]
-    on = ew.record_negatives(pool, "openwakeword", streams, models_dir, conditioning)[word]
+    on = ew.record_negatives(pool, "openwakeword", streams, models_dir, oww_conditioning)[word]
     assert [c.key for c, _, _ in mp] == [c.key for c, _, _ in op]
     return Pair([(c, e, m, o) for (c, e, m), (_, _, o) in zip(mp, op)], [(m, o) for (_, m), (_, o) in zip(mn, on)],
                 sum(t.seconds for _, t in mn) / 3600)
@@ -99,11 +101,12 @@ def best(pair: Pair, rules: dict[str, object], budget: float) -> tuple[str, floa
     return min(ok, key=lambda s: (s[1], s[2]))
 
 
-def levers(pool, word: str, budget: float, models_dir, conditionings=("", "agc", "ns+agc")) -> list[Choice]:
+def levers(pool, word: str, budget: float, models_dir, conditionings=("", "agc", "ns+agc"),
+           with_oww: bool = True) -> list[Choice]:
     window = ew.model_info("microwakeword", word, models_dir).window
     out = []
     for cond in conditionings:
-        tune, held = (load_pair(pool, s, word, models_dir, cond) for s in ("tune", "heldout"))
+        tune, held = (load_pair(pool, s, word, models_dir, cond, with_oww) for s in ("tune", "heldout"))
         suffix = f" [{cond}]" if cond else ""
         families = {
             "microwakeword alone": {f"t={t}": (lambda m, o, t=t: [x for x, _ in ew.fires(m, t, window)])
@@ -115,6 +118,8 @@ def levers(pool, word: str, budget: float, models_dir, conditionings=("", "agc",
             "either fires": {f"tm={a} to={b}": (lambda m, o, a=a, b=b: either_times(m, o, a, b, window))
                              for a, b in itertools.product((0.5, 0.7, 0.8, 0.9, 0.95, 0.97), (0.5, 0.7, 0.8, 0.9, 0.95))},
         }
+        if cond and not with_oww:
+            families = {"microwakeword alone": families["microwakeword alone"]}
         for lever, rules in families.items():
             name, frr, fa = best(tune, rules, budget)
             hfrr, hfa = rate(held, rules[name])
@@ -129,11 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--word", default="okay_nabu")
     parser.add_argument("--budget", type=float, default=0.5, help="false accepts per hour allowed on the tune half")
     parser.add_argument("--conditioning", default=",agc,ns+agc", help="comma-separated: '' none, agc, ns, ns+agc")
+    parser.add_argument("--mww-only", action="store_true", help="condition microWakeWord's input only (cheap)")
     args = parser.parse_args(argv)
     os.nice(10)
     models_dir = load_config(None, env={}).models_dir
     with ProcessPoolExecutor(2) as pool:
-        choices = levers(pool, args.word, args.budget, models_dir, tuple(args.conditioning.split(",")))
+        choices = levers(pool, args.word, args.budget, models_dir, tuple(args.conditioning.split(",")),
+                         not args.mww_only)
     print(table(["lever", "chosen on tune", "tune FRR", "tune FA/h", "held-out FRR", "held-out FA/h"],
                 [[c.lever, c.settings, c.tune_frr, c.tune_fa, c.heldout_frr, c.heldout_fa] for c in choices]))
     return 0

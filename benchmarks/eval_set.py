@@ -201,17 +201,34 @@ class Stream:
             level = 32768 * 10 ** (acoustics.NEAR_LEVEL_DB / 20)
             other = noise_bed(self.split, NOISES[self.split][1], samples, _seed(self.index, "other"))
             return acoustics.mix(talk * level, other, 6.0)
-        parts, total = [], 0
-        for i, text in enumerate(self.sentences):
-            speech = trim(self.voice.render(text, self.voice.speeds[i % 3]))
-            pause = np.zeros(int(rng.uniform(0.3, 1.5) * RATE), np.int16)
-            parts += [speech, pause]
-            total += len(speech) + len(pause)
-            if total >= samples:
-                break
+        parts = [speech for _, speech in self._spoken(rng, samples)]
         dry = np.concatenate(parts)[:samples]
         dry = np.pad(dry, (0, samples - len(dry)))
         return hear(dry, self.split, self.condition, _seed("stream", self.split, self.index))
+
+    def _spoken(self, rng: np.random.Generator, samples: int):
+        """(text, audio) pieces in order, speech then a pause of 0.3-1.5 s, until the stream is full."""
+        total = 0
+        for i, text in enumerate(self.sentences):
+            speech = trim(self.voice.render(text, self.voice.speeds[i % 3]))
+            pause = np.zeros(int(rng.uniform(0.3, 1.5) * RATE), np.int16)
+            yield text, speech
+            yield "", pause
+            total += len(speech) + len(pause)
+            if total >= samples:
+                return
+
+    def said_at(self, t: float) -> str:
+        """The sentence being spoken (or just finished) at ``t`` s: what a false accept heard."""
+        if self.voice is None:
+            return "(noise only)"
+        rng, at, last = np.random.default_rng(_seed("stream", self.split, self.index)), 0.0, ""
+        for text, audio in self._spoken(rng, int(STREAM_S * RATE)):
+            last = text or last
+            at += len(audio) / RATE
+            if at >= t:
+                return last
+        return last
 
 
 def negative_streams(split: str) -> list[Stream]:

@@ -210,11 +210,11 @@ def det_curve(rec: Recorded, window: int) -> list[Operating]:
     return [operating_point(rec, th, window) for th in THRESHOLDS]
 
 
-def calibrate(curve: list[Operating], max_fa_per_hour: float) -> Operating:
-    """The threshold with the lowest FRR whose false accepts stay within ``max_fa_per_hour`` (ties:
-    the higher threshold, further from false accepts)."""
+def calibrate(curve: list[Operating], max_fa_per_hour: float, tolerance: float = 0.01) -> Operating:
+    """The threshold to ship: within ``max_fa_per_hour``, the highest whose FRR is within ``tolerance``
+    of the lowest there (a flat stretch of FRR is bought with fewer false accepts on unseen speech)."""
     ok = [p for p in curve if p.fa_per_hour <= max_fa_per_hour]
     if not ok:
         return curve[-1]
     best = min(p.frr for p in ok)
-    return max((p for p in ok if p.frr == best), key=lambda p: p.threshold)
+    return max((p for p in ok if p.frr <= best + tolerance), key=lambda p: p.threshold)

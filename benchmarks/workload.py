@@ -73,7 +73,7 @@ def render(spec: TurnSpec, path: Path, seed: int) -> Path:
     from benchmarks.speech import piper_wav
 
     make = voices()[spec.voice]
-    parts = [np.zeros(6400, np.int16), read_audio(piper_wav("Okay Nabu.")), np.zeros(4800, np.int16),
+    parts = [np.zeros(6400, np.int16), read_audio(piper_wav("Alexa.")), np.zeros(4800, np.int16),
              read_audio(make(spec.question))]
     parts.append(np.zeros(16000 * (4 if spec.barge_in else 1), np.int16))
     if spec.barge_in:  # talks over the reply once it has started
@@ -216,9 +216,12 @@ def wake_accuracy_and_cost(config: Config) -> dict:
     """Our wake + VAD vs openWakeWord's own runtime on the same audio: detections and CPU."""
     from benchmarks.speech import espeak_wav, piper_wav
 
-    positives = [piper_wav("Okay Nabu."), piper_wav("Okay Nabu.", 1.2), espeak_wav("Okay Nabu"),
-                 espeak_wav("Okay Nabu", "en-gb"), espeak_wav("Okay Nabu", "en-us+f3", 140),
-                 espeak_wav("Okay Nabu", "en-us", 200)]
+    from benchmarks.eval_text import WAKE_PHRASES
+
+    word = config.wake.models[0]
+    phrase = WAKE_PHRASES[word]
+    positives = [piper_wav(phrase + "."), piper_wav(phrase + ".", 1.2), espeak_wav(phrase),
+                 espeak_wav(phrase, "en-gb"), espeak_wav(phrase, "en-us+f3", 140), espeak_wav(phrase, "en-us", 200)]
     negative_text = ["What is the weather like today?", "Turn on the kitchen lights please.", "Okay, now I am busy.",
                      "Play some jazz in the living room.", "Set a timer for ten minutes."]
     rng = np.random.default_rng(11)
@@ -239,7 +242,7 @@ def wake_accuracy_and_cost(config: Config) -> dict:
     def openwakeword(audio: np.ndarray) -> tuple[int, float]:
         from pyopen_wakeword import Model, OpenWakeWord, OpenWakeWordFeatures
 
-        oww, features = OpenWakeWord.from_builtin(Model.OKAY_NABU), OpenWakeWordFeatures.from_builtin()
+        oww, features = OpenWakeWord.from_builtin(Model(word)), OpenWakeWordFeatures.from_builtin()
         started, fired, above = time.process_time(), 0, False
         pcm = audio.astype("<i2").tobytes()
         for offset in range(0, len(pcm), 2560):  # streamed in 80 ms chunks, as its runtime expects

@@ -71,8 +71,10 @@ class AudioConfig:
 @dataclass
 class WakeConfig:
     engine: Literal["microwakeword", "openwakeword"] = "microwakeword"
-    models: list[str] = field(default_factory=lambda: ["okay_nabu"])
-    threshold: float = bounded(0.0, 0.0, 1.0)  # 0: each model's own cutoff from its JSON metadata
+    # alexa: on voices, rooms and noise it was not tuned on, microWakeWord's alexa misses ~4 % at its
+    # calibrated threshold where okay_nabu misses ~50 % (benchmarks/eval.py, README "Accuracy")
+    models: list[str] = field(default_factory=lambda: ["alexa"])
+    threshold: float = bounded(0.0, 0.0, 1.0)  # 0: each model's calibrated threshold (ear/wake.py), else its own cutoff
     thresholds: dict[str, float] = field(default_factory=dict)  # per-model override
     trigger_frames: int = bounded(0, 0, 100)  # probabilities averaged; 0: the model's own window
     refractory_s: float = bounded(2.0, 0.0, 60.0)
@@ -104,6 +106,10 @@ class SttConfig:
     speculate_after_ms: int = bounded(180, 0, 2000)  # whisper: decode once this much pause follows speech; 0: off
     partial_interval_s: float = bounded(1.0, 0.0, 10.0)  # whisper: background partial decodes; 0: none
     beam_size: int = bounded(5, 1, 10)  # whisper: beam search width
+    whisper_model: Literal["tiny.en", "base"] = "tiny.en"  # base: optional package pair (models/manifest.toml)
+    # whisper: text the decoder takes as what came before: the device's own words (wake word, names,
+    # "timer", "volume") bias it towards them; empty: none
+    prompt: str = ""
     # whisper: utterances up to this long are encoded on this window, not Whisper's 30 s (~5x faster);
     # below ~8 s Whisper repeats itself; 0: always 30 s
     window_s: float = bounded(10.0, 0.0, 30.0)

@@ -85,7 +85,7 @@ def question_wav(tmp_path, *parts):
 
 
 def test_wake_question_answer(config, fresh, tmp_path):
-    wake, question = piper_wav("Okay Nabu."), piper_wav("What is the capital of France?")
+    wake, question = piper_wav("Alexa."), piper_wav("What is the capital of France?")
     user = question_wav(tmp_path, 0.5, wake, 0.3, question, 1.0)
     question_end = 0.5 + len(read_audio(wake)) / 16000 + 0.3 + len(read_audio(question)) / 16000
     stages, traces, agent_audio = converse(config, fresh, user, tmp_path)
@@ -98,7 +98,7 @@ def test_wake_question_answer(config, fresh, tmp_path):
     for name in ("wake_word", "wake_score", "speech_ms", "end_of_speech_to_final_ms", "llm_backend", "llm_ttft_ms",
                  "llm_tokens", "tts_first_chunk_ms", "ttfa_ms", "speak_ms"):
         assert trace[name] is not None, name
-    assert trace["wake_word"] == "okay_nabu" and trace["llm_backend"] == "local"
+    assert trace["wake_word"] == "alexa" and trace["llm_backend"] == "local"
     assert trace["barge_in"] is False and trace["barge_in_stop_ms"] is None and trace["error"] is None
     assert trace["ttfa_ms"] > trace["end_of_turn_ms"] >= config.vad.silence_ms
     assert trace["end_of_turn_reason"] == "silence"  # the early end on a complete sentence is off by default
@@ -116,7 +116,7 @@ def test_a_complete_sentence_ends_the_turn_before_the_silence_limit(config, fres
     after complete_silence_ms (Whisper decoded it during the pause), not after silence_ms."""
     eager = apply_partial(config, {"vad": {"silence_ms": 1500, "complete_silence_ms": 250}, "llm": {"max_tokens": 8},
                                    "agent": {"follow_up_s": 0}})
-    user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav("What is the capital of France?"), 4.0)
+    user = question_wav(tmp_path, 0.5, piper_wav("Alexa."), 0.3, piper_wav("What is the capital of France?"), 4.0)
     _, traces, _ = converse(eager, fresh, user, tmp_path, realtime=True)
     assert [t["outcome"] for t in traces] == ["answered"], traces
     assert traces[0]["end_of_turn_reason"] == "complete sentence", traces[0]
@@ -127,11 +127,11 @@ def test_a_complete_sentence_ends_the_turn_before_the_silence_limit(config, fres
 def test_follow_up_without_wake_word(config, fresh, tmp_path):
     config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, follow_up_s=12.0))
     fresh.router.local.max_tokens = 12  # a short first reply, so the follow-up comes after it
-    user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav("What is the capital of France?"),
+    user = question_wav(tmp_path, 0.5, piper_wav("Alexa."), 0.3, piper_wav("What is the capital of France?"),
                         10.0, espeak_wav("What is the capital of Germany?"), 1.0)
     stages, traces, _ = converse(config, fresh, user, tmp_path)
     assert [t["outcome"] for t in traces] == ["answered", "answered"], traces
-    assert traces[0]["wake_word"] == "okay_nabu" and traces[1]["wake_word"] is None
+    assert traces[0]["wake_word"] == "alexa" and traces[1]["wake_word"] is None
     assert "germany" in traces[1]["transcript"].lower()
     assert len(stages.conversation.turns) == 2  # the second question was asked with the first in context
 
@@ -139,7 +139,7 @@ def test_follow_up_without_wake_word(config, fresh, tmp_path):
 def test_announcement_closes_an_empty_follow_up_window(config, fresh, tmp_path):
     config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, follow_up_s=12.0))
     fresh.router.local.max_tokens = 12
-    user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav("What is the capital of France?"), 8.0)
+    user = question_wav(tmp_path, 0.5, piper_wav("Alexa."), 0.3, piper_wav("What is the capital of France?"), 8.0)
     accepted = []
 
     def announce_in_follow_up(controller, change):
@@ -156,7 +156,7 @@ def test_announcement_closes_an_empty_follow_up_window(config, fresh, tmp_path):
 
 def test_barge_in_stops_the_reply_and_history_keeps_what_was_heard(config, fresh, tmp_path):
     fresh.router.local.max_tokens = 160
-    user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3,
+    user = question_wav(tmp_path, 0.5, piper_wav("Alexa."), 0.3,
                         piper_wav("Tell me a long story about a dragon and a knight."), 6.0,
                         espeak_wav("Stop. What is two plus two?"), 1.5)
     stages, traces, agent_audio = converse(config, fresh, user, tmp_path)
@@ -171,7 +171,7 @@ def test_barge_in_stops_the_reply_and_history_keeps_what_was_heard(config, fresh
 
 
 def test_silence_after_wake_word_is_no_speech(config, fresh, tmp_path):
-    user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), config.vad.no_speech_timeout_s + 1.0)
+    user = question_wav(tmp_path, 0.5, piper_wav("Alexa."), config.vad.no_speech_timeout_s + 1.0)
     _, traces, agent_audio = converse(config, fresh, user, tmp_path)
     assert [t["outcome"] for t in traces] == ["no_speech"]
     assert traces[0]["llm_backend"] is None and voiced_seconds(agent_audio) == 0
@@ -183,8 +183,8 @@ def test_llm_failure_ends_the_turn_with_an_error_and_an_apology_and_the_loop_goe
     local, cloud = fresh.router.local, fresh.router.cloud
     fresh.router.local = None
     fresh.router.cloud = OpenAiChat(f"http://127.0.0.1:{free_port()}/v1", "none", timeout_s=2)
-    user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav("What is the capital of France?"), 5.0,
-                        piper_wav("Okay Nabu."), 0.3, piper_wav("What time is it?"), 4.0)
+    user = question_wav(tmp_path, 0.5, piper_wav("Alexa."), 0.3, piper_wav("What is the capital of France?"), 5.0,
+                        piper_wav("Alexa."), 0.3, piper_wav("What time is it?"), 4.0)
     try:
         stages, traces, agent_audio = converse(config, fresh, user, tmp_path)
     finally:
@@ -201,7 +201,7 @@ def test_cloud_stopped_mid_conversation_next_turn_answers_locally(config, fresh,
     fresh.router.cloud = OpenAiChat(base, "smollm2", timeout_s=30, max_tokens=16)
     fresh.router.first_token_deadline_s = 20.0  # a cold one-thread server on a busy CI machine is slow
     fresh.router.breaker.failures = 0
-    ask = lambda q: question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav(q), 1.0)  # noqa: E731
+    ask = lambda q: question_wav(tmp_path, 0.5, piper_wav("Alexa."), 0.3, piper_wav(q), 1.0)  # noqa: E731
     try:
         _, first, _ = converse(config, fresh, ask("What is the capital of France?"), tmp_path, "one")
         assert first[0]["outcome"] == "answered" and first[0]["llm_backend"] == "cloud"
@@ -218,7 +218,7 @@ def test_cloud_stopped_mid_conversation_next_turn_answers_locally(config, fresh,
 def test_fleet_config_changes_reach_the_running_stages(config, fresh, tmp_path, llama_server):
     """What `config/desired` applies live (Stages.configure) changes the next turn, models untouched."""
     _, base = llama_server
-    user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav("What is the capital of France?"), 1.0)
+    user = question_wav(tmp_path, 0.5, piper_wav("Alexa."), 0.3, piper_wav("What is the capital of France?"), 1.0)
     normal = apply_partial(config, {"llm": {"max_tokens": 24}})
     deaf = apply_partial(normal, {"wake": {"threshold": 1.0}})
     cloud = apply_partial(normal, {"llm": {"cloud_base_url": base, "cloud_model": "smollm2", "request_timeout_s": 60,
@@ -258,8 +258,8 @@ def test_a_crash_of_the_embedded_llm_mid_answer_ends_that_turn_and_the_next_is_a
 
     fresh.router.local.max_tokens = 160
     # the first sentence already synthesized still plays, then the apology: the next question waits for both
-    user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav("Tell me a long story about a dragon."),
-                        14.0, piper_wav("Okay Nabu."), 0.3, piper_wav("What is the capital of France?"), 2.0)
+    user = question_wav(tmp_path, 0.5, piper_wav("Alexa."), 0.3, piper_wav("Tell me a long story about a dragon."),
+                        14.0, piper_wav("Alexa."), 0.3, piper_wav("What is the capital of France?"), 2.0)
     crashed = []
 
     def crash_while_speaking(controller, change):

@@ -30,7 +30,7 @@ def _edgeagent(config, *args, env, timeout=300, **kwargs):
 
 
 def test_a_tts_engine_that_keeps_crashing_at_start_is_replaced_by_its_fallback(tmp_path, broker):
-    user = concat_wav(tmp_path / "user.wav", [0.5, piper_wav("Okay Nabu."), 0.3,
+    user = concat_wav(tmp_path / "user.wav", [0.5, piper_wav("Alexa."), 0.3,
                                               piper_wav("What is the capital of France?"), 4.0])
     config = device_config(tmp_path, broker, "crashy", llm={"max_tokens": 12}, agent={"follow_up_s": 0.0})
     out = tmp_path / "agent.wav"

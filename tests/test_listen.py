@@ -20,8 +20,8 @@ from edgeagent.ear.wake import WakeModelError, create_wake_detector
 from tests.conftest import REPO
 from tests.speech import concat_wav, espeak_wav, piper_wav
 
-POSITIVES = [lambda: piper_wav("Okay Nabu."), lambda: espeak_wav("Okay Nabu"), lambda: espeak_wav("Okay Nabu", "en-gb"),
-             lambda: espeak_wav("Okay Nabu", "en-us+f3", 140)]
+POSITIVES = [lambda: piper_wav("Alexa."), lambda: espeak_wav("Alexa"), lambda: espeak_wav("Alexa", "en-gb"),
+             lambda: espeak_wav("Alexa", "en-us+f3", 140)]  # the default wake word (see WakeConfig.models)
 NEGATIVES = ["What is the weather like today?", "Okay, now I am busy.", "Turn on the kitchen lights please."]
 
 
@@ -44,7 +44,7 @@ def wake_on(config, parts, tmp_path, speaking=False):
 @pytest.mark.parametrize("make_clip", POSITIVES)
 def test_wake_word_fires_on_the_phrase_in_several_voices(config, tmp_path, make_clip):
     detections = wake_on(config, [0.5, make_clip(), 0.5], tmp_path)
-    assert [d.word for d in detections] == ["okay_nabu"]
+    assert [d.word for d in detections] == ["alexa"]
     assert 0.5 < detections[0].audio_s < 2.5
 
 
@@ -61,12 +61,12 @@ def test_wake_word_ignores_silence_and_noise(config, tmp_path):
 
 
 def test_threshold_is_per_model(config, tmp_path):
-    config.wake.thresholds = {"okay_nabu": 0.9999}
-    assert wake_on(config, [0.5, piper_wav("Okay Nabu."), 0.5], tmp_path) == []
+    config.wake.thresholds = {"alexa": 0.9999}
+    assert wake_on(config, [0.5, piper_wav("Alexa."), 0.5], tmp_path) == []
 
 
 def test_refractory_period(config, tmp_path):
-    phrase = piper_wav("Okay Nabu.")
+    phrase = piper_wav("Alexa.")
     assert len(wake_on(config, [0.3, phrase, 0.2, phrase, 0.5], tmp_path)) == 1  # 2 s refractory
     config.wake.refractory_s = 0.0
     assert len(wake_on(config, [0.3, phrase, 0.2, phrase, 0.5], tmp_path)) == 2
@@ -105,7 +105,7 @@ def test_complete_sentence_rule(text, complete):
 
 
 def test_stop_word_only_while_speaking(config, tmp_path):
-    config.wake.stop_word = "alexa"
+    config.wake.models, config.wake.stop_word = ["okay_nabu"], "alexa"
     clip = [0.3, piper_wav("Alexa."), 0.5]
     assert wake_on(config, clip, tmp_path, speaking=False) == []
     assert [d.word for d in wake_on(config, clip, tmp_path, speaking=True)] == ["alexa"]
@@ -182,12 +182,12 @@ def test_no_speech_timeout_and_max_length(config, tmp_path):
 
 
 def test_listen_cli_prints_wake_and_speech_times(tmp_path):
-    wav = concat_wav(tmp_path / "in.wav", [0.5, piper_wav("Okay Nabu."), 0.3, piper_wav("What time is it?"), 1.0])
+    wav = concat_wav(tmp_path / "in.wav", [0.5, piper_wav("Alexa."), 0.3, piper_wav("What time is it?"), 1.0])
     result = subprocess.run([sys.executable, "-m", "edgeagent", "listen", "--input", str(wav), "--json"],
                             capture_output=True, text=True, cwd=REPO, timeout=120)
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [e["event"] for e in events] == ["wake", "speech_start", "speech_end"], result.stderr[-1500:]
-    assert events[0]["word"] == "okay_nabu" and events[1]["time_s"] < events[2]["time_s"]
+    assert events[0]["word"] == "alexa" and events[1]["time_s"] < events[2]["time_s"]
 
 
 @pytest.mark.parametrize("phrase, make", [("Hey Jarvis", piper_wav), ("Hey Jarvis", espeak_wav), ("Alexa", espeak_wav)])

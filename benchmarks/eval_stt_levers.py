@@ -1,0 +1,57 @@
+"""The transcript levers, each a change of ``[stt]`` settings, measured on the same utterances
+(benchmarks.eval_stt: heard after the configured wake detector, as the daemon hears them).
+
+    python -m benchmarks.eval_stt_levers [--split tune] [--every 2] [--variants a,b]
+
+Prints WER and finish() P50/P90 per variant; choose on the tune half, quote the held-out half.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from benchmarks.eval_set import positives
+from benchmarks.eval_stt import hear_all, wer
+from benchmarks.eval_tables import table
+from benchmarks.stats import percentile
+from edgeagent.config import load_config
+
+VOCABULARY = "Alexa, Okay Nabu, Hey Jarvis. Timer, alarm, volume up, volume down, lights, minutes."
+VARIANTS: dict[str, dict[str, object]] = {
+    "tiny.en beam 5": {},
+    "tiny.en beam 1": {"beam_size": 1},
+    "tiny.en + vocabulary prompt": {"prompt": VOCABULARY},
+    "base beam 5": {"whisper_model": "base"},
+    "base + vocabulary prompt": {"whisper_model": "base", "prompt": VOCABULARY},
+    "base beam 1": {"whisper_model": "base", "beam_size": 1},
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--split", choices=("tune", "heldout"), default="tune")
+    parser.add_argument("--every", type=int, default=2)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    args = parser.parse_args(argv)
+    os.nice(10)
+    clips = positives(args.split, "okay_nabu", with_question=True)[::args.every]
+    rows = []
+    for name in args.variants.split(","):
+        config = load_config(None, env={})
+        config.stt.speculate_after_ms, config.stt.partial_interval_s = 0, 0.0
+        for key, value in VARIANTS[name].items():
+            setattr(config.stt, key, value)
+        started = time.monotonic()
+        heard = hear_all(config, clips)
+        finish = [h.finish_s * 1000 for h in heard]
+        rows.append([name, wer(heard), percentile(finish, 0.5), percentile(finish, 0.9), len(heard)])
+        print(f"  {name}: WER {wer(heard):.3f}, finish P50 {rows[-1][2]:.0f} ms ({time.monotonic() - started:.0f} s)",
+              flush=True)
+    print(table(["variant", "WER", "finish P50 ms", "finish P90 ms", "utterances"], rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
