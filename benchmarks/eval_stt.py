@@ -39,8 +39,9 @@ class Heard:
     wake_cpu_s: float  # CPU time the detector took on this clip
 
 
-def utterance_after(config: Config, audio: np.ndarray, wake_s: float) -> np.ndarray:
-    """What the controller hands STT when the wake word fired at ``wake_s``."""
+def utterance_after(config: Config, audio: np.ndarray, wake_s: float, lookback_ms: int = 0) -> np.ndarray:
+    """What the controller hands STT when the wake word fired at ``wake_s`` (``lookback_ms``: the
+    pre-roll may reach that far back before the detection, into the wake word)."""
     endpointer = create_endpointer(config, create_voice_activity(config))
     step = RATE * config.audio.frame_ms // 1000
     chunks: list[np.ndarray] = []
@@ -48,7 +49,7 @@ def utterance_after(config: Config, audio: np.ndarray, wake_s: float) -> np.ndar
     for index, start in enumerate(range(0, len(audio) - step + 1, step)):
         frame = Frame(audio[start:start + step], index, start / RATE, 0.0)
         if not listening and start / RATE + frame.duration_s >= wake_s:
-            endpointer.begin(frame)
+            endpointer.begin(frame, lookback_ms)
             listening = True
         if not listening:
             endpointer.process(frame)  # keeps the pre-roll ring current, as while idle
@@ -77,8 +78,10 @@ def detect(config: Config, detector, audio: np.ndarray) -> tuple[float | None, f
     return first, time.process_time() - started
 
 
-def hear_all(config: Config, clips: list[Clip], reference_of=lambda c: c.question) -> list[Heard]:
-    """Every clip through the configured detector, endpointer and recognizer."""
+def hear_all(config: Config, clips: list[Clip], reference_of=lambda c: c.question, lookback_ms: int = 0,
+             clean=lambda text: text) -> list[Heard]:
+    """Every clip through the configured detector, endpointer and recognizer (``clean``: what the
+    transcript goes through before it is scored)."""
     detector = create_wake_detector(config)
     recognizer = create_recognizer(config)
     out = []
@@ -88,12 +91,12 @@ def hear_all(config: Config, clips: list[Clip], reference_of=lambda c: c.questio
             wake_s, cpu = detect(config, detector, audio)
             woke = wake_s is not None and wake_s <= phrase_end + 0.75
             begin = wake_s if woke else phrase_end + MISSED_WAKE_LAG_S
-            utterance = utterance_after(config, audio, begin)
+            utterance = utterance_after(config, audio, begin, lookback_ms)
             recognizer.start()
             for i in range(0, len(utterance), 320):
                 recognizer.feed(utterance[i:i + 320])
             started = time.perf_counter()
-            text = recognizer.finish().text
+            text = clean(recognizer.finish().text)
             took = time.perf_counter() - started
             errors, words = word_errors(reference_of(clip), text)
             out.append(Heard(clip, woke, begin, text, errors, words, took, cpu))
