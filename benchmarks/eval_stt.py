@@ -79,19 +79,24 @@ def detect(config: Config, detector, audio: np.ndarray) -> tuple[float | None, f
 
 
 def hear_all(config: Config, clips: list[Clip], reference_of=lambda c: c.question, lookback_ms: int = 0,
-             clean=lambda text: text) -> list[Heard]:
+             clean=lambda text: text, oracle_cut: bool = False, condition=None) -> list[Heard]:
     """Every clip through the configured detector, endpointer and recognizer (``clean``: what the
-    transcript goes through before it is scored)."""
+    transcript goes through before it is scored; ``oracle_cut``: the recognizer gets the question
+    from 0.3 s before it starts instead, to see what the cut costs; ``condition``: a per-frame filter
+    on what the endpointer and the recognizer hear, not the wake detector)."""
     detector = create_wake_detector(config)
     recognizer = create_recognizer(config)
     out = []
     try:
         for clip in clips:
-            audio, phrase_end, _ = clip.render()
+            audio, phrase_end, question_start = clip.render()
             wake_s, cpu = detect(config, detector, audio)
             woke = wake_s is not None and wake_s <= phrase_end + 0.75
             begin = wake_s if woke else phrase_end + MISSED_WAKE_LAG_S
-            utterance = utterance_after(config, audio, begin, lookback_ms)
+            heard_audio = conditioned(audio, condition()) if condition is not None else cleaned(config, audio)
+            utterance = utterance_after(config, heard_audio, begin, lookback_ms)
+            if oracle_cut:
+                utterance = audio[int((question_start - 0.3) * RATE):]
             recognizer.start()
             for i in range(0, len(utterance), 320):
                 recognizer.feed(utterance[i:i + 320])
@@ -103,6 +108,27 @@ def hear_all(config: Config, clips: list[Clip], reference_of=lambda c: c.questio
     finally:
         recognizer.close()
     return out
+
+
+def cleaned(config: Config, audio: np.ndarray) -> np.ndarray:
+    """What the controller's endpointer and STT hear: through the runtime's SpeechCleaner when the
+    config has it on (a checkout without it hears the microphone)."""
+    try:
+        from edgeagent.ear.clean import create_cleaner
+    except ImportError:
+        return audio
+    if not getattr(config.stt, "clean_audio", False):
+        return audio
+    cleaner = create_cleaner(config)
+    step = RATE * config.audio.frame_ms // 1000
+    return np.concatenate([cleaner(Frame(audio[i:i + step], 0, i / RATE, 0.0)).samples
+                           for i in range(0, len(audio) - step + 1, step)])
+
+
+def conditioned(audio: np.ndarray, run) -> np.ndarray:
+    """``audio`` through a per-20-ms-frame filter (benchmarks.eval_wake.conditioner)."""
+    step = 320
+    return np.concatenate([run(audio[i:i + step]) for i in range(0, len(audio) - step + 1, step)])
 
 
 def wer(heard: list[Heard]) -> float:

@@ -14,6 +14,7 @@ import time
 
 from benchmarks.eval_set import positives
 from benchmarks.eval_stt import hear_all, wer
+from benchmarks.eval_wake import conditioner
 from benchmarks.eval_tables import table
 from benchmarks.stats import percentile
 from edgeagent.config import load_config
@@ -21,9 +22,17 @@ from edgeagent.config import load_config
 VOCABULARY = "Alexa, Okay Nabu, Hey Jarvis. Timer, alarm, volume up, volume down, lights, minutes."
 # variants that change how the utterance is cut rather than [stt]: pre-roll reaching back into the
 # wake word (lookback_ms) with the wake phrase then dropped from the transcript
-CUTS = {"tiny.en lookback 500 ms, wake phrase dropped": 500, "tiny.en lookback 250 ms, wake phrase dropped": 250}
+CUTS = {"tiny.en lookback 500 ms + wake phrase dropped": 500, "tiny.en lookback 250 ms + wake phrase dropped": 250}
+ORACLE = "tiny.en on the question alone (oracle cut)"
+FILTERS = {"tiny.en after WebRTC noise suppression": "ns", "tiny.en after WebRTC noise suppression + AGC": "ns+agc",
+           "tiny.en after WebRTC NS level 2 + AGC": "ns2+agc", "tiny.en after WebRTC NS level 3 + AGC": "ns3+agc",
+           "tiny.en after WebRTC AGC alone": "agc"}
 VARIANTS: dict[str, dict[str, object]] = {
+    ORACLE: {},
     "tiny.en beam 5": {},
+    "tiny.en beam 5 on the raw microphone": {"clean_audio": False},
+    "tiny.en beam 8": {"beam_size": 8},
+    "tiny.en beam 5 on a 30 s window": {"window_s": 0.0},
     "tiny.en beam 1": {"beam_size": 1},
     "tiny.en + vocabulary prompt": {"prompt": VOCABULARY},
     "base beam 5": {"whisper_model": "base"},
@@ -51,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", choices=("tune", "heldout"), default="tune")
     parser.add_argument("--every", type=int, default=2)
-    parser.add_argument("--variants", default=",".join([*VARIANTS, *CUTS]))
+    parser.add_argument("--variants", default=",".join([*VARIANTS, *CUTS, *FILTERS]))
     args = parser.parse_args(argv)
     os.nice(10)
     clips = positives(args.split, load_config(None, env={}).wake.models[0], with_question=True)[::args.every]
@@ -63,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
             setattr(config.stt, key, value)
         started = time.monotonic()
         lookback = CUTS.get(name, 0)
-        heard = hear_all(config, clips, lookback_ms=lookback,
+        filt = FILTERS.get(name)
+        heard = hear_all(config, clips, lookback_ms=lookback, oracle_cut=name == ORACLE,
+                         condition=(lambda f=filt: conditioner(f)) if filt else None,
                          clean=(lambda t: without_wake_phrase(t, config.wake.models[0])) if lookback else (lambda t: t))
         finish = [h.finish_s * 1000 for h in heard]
         rows.append([name, wer(heard), percentile(finish, 0.5), percentile(finish, 0.9), len(heard)])

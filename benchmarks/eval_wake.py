@@ -144,8 +144,9 @@ def conditioner(name: str) -> Callable[[np.ndarray], np.ndarray] | None:
         return None
     from pywebrtc_audio import AudioProcessor
 
+    level = int(name[2]) if name.startswith("ns") and name[2:3].isdigit() else 1  # "ns3+agc": level 3 (21 dB)
     apm = AudioProcessor(16000, 1, noise_suppression="ns" in name, auto_gain_control="agc" in name,
-                         high_pass_filter=True, ns_level=1)
+                         high_pass_filter=True, ns_level=level)
 
     def run(frame: np.ndarray) -> np.ndarray:
         return np.concatenate([apm.process(np.ascontiguousarray(frame[i:i + 160])) for i in (0, 160)])

@@ -20,6 +20,7 @@ from edgeagent.audio.playout import Speaker
 from edgeagent.audio.timeline import ClockedSink
 from edgeagent.config import Config, secret_values
 from edgeagent.ear.bargein import BargeInDetector, create_barge_in
+from edgeagent.ear.clean import SpeechCleaner, create_cleaner
 from edgeagent.ear.vad import SilenceEndpointer, VoiceActivity, create_endpointer
 from edgeagent.ear.wake import WakeDetector
 from edgeagent.events import StateChanged, TranscriptPartial
@@ -115,6 +116,7 @@ class Stages:
     barge_in: BargeInDetector
     telemetry: TraceFanout
     controller: TurnController
+    cleaner: SpeechCleaner
 
     async def configure(self, config: Config) -> None:
         """A valid live config change: each stage takes its own section, from the next frame or turn on."""
@@ -125,6 +127,7 @@ class Stages:
         self.controller.configure(config)
         self.engines.wake.configure(config.wake)
         self.endpointer.configure(config.vad)
+        self.cleaner.configure(config.stt)
         await self.engines.router.configure(config.llm)
         self.conversation.configure(config.llm)
         self.engines.synthesizer.configure(config.tts)
@@ -149,6 +152,7 @@ def wire(config: Config, engines: Engines, audio_out: AudioOut, trace_sinks: lis
                       volume=config.audio.volume)
     conversation = Conversation(config.llm.system_prompt, config.llm.history_turns)
     endpointer = create_endpointer(config, engines.activity)
+    cleaner = create_cleaner(config)
     transcriber = StreamingTranscriber(engines.recognizer, on_partial=log_partial)
     replier = ReplyPipeline(engines.router, conversation, speaker)
     barge_in = create_barge_in(config, reference, engines.wake)
@@ -156,10 +160,10 @@ def wire(config: Config, engines: Engines, audio_out: AudioOut, trace_sinks: lis
     controller = TurnController(
         config, wake=engines.wake, endpointer=endpointer, transcriber=transcriber, replier=replier,
         barge_in=barge_in, publish_trace=telemetry.publish_trace,
-        on_state=lambda change: (log_state(change), on_state(change)), tick_speaker=tick,
+        on_state=lambda change: (log_state(change), on_state(change)), tick_speaker=tick, clean=cleaner,
     )
     return Stages(config, engines, endpointer, transcriber, conversation, speaker, replier, barge_in, telemetry,
-                  controller)
+                  controller, cleaner)
 
 
 def log_partial(partial: TranscriptPartial) -> None:

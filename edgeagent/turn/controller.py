@@ -138,6 +138,7 @@ class TurnController:
         publish_trace: Callable[[TurnTrace], None] = lambda trace: None,
         on_state: Callable[[StateChanged], None] = lambda change: None,
         tick_speaker: Callable[[], object] | None = None,  # plays one frame on a mic-clocked (file) output
+        clean: Callable[[Frame], Frame] = lambda frame: frame,  # what the endpointer and STT hear (ear/clean.py)
     ):
         self.config = config
         self.wake = wake
@@ -148,6 +149,7 @@ class TurnController:
         self.publish_trace = publish_trace
         self.on_state = on_state
         self.tick_speaker = tick_speaker
+        self.clean = clean
         self.state = AgentState.IDLE
         self.turn: Turn | None = None
         self.finished: list[TurnTrace] = []
@@ -244,8 +246,9 @@ class TurnController:
     def on_frame(self, frame: Frame) -> None:
         if self.tick_speaker:
             self.tick_speaker()
+        heard = self.clean(frame)  # the endpointer and STT hear it cleaned; the wake word hears the microphone
         if self.state in (AgentState.THINKING, AgentState.SPEAKING):  # talking over a reply, even before it starts
-            self.endpointer.process(frame)  # keeps the pre-roll current: a barge-in listens from before it fired
+            self.endpointer.process(heard)  # keeps the pre-roll current: a barge-in listens from before it fired
             interruption = self.barge_in.process(frame)  # echo-cancelled: the wake detector and the VAD hear the user
             if interruption is not None:
                 self._barge_in(interruption, frame)
@@ -258,9 +261,9 @@ class TurnController:
             elif detections and not self.muted:
                 self._open_turn(detections[0], frame=frame)
         if self.state == AgentState.LISTENING:
-            self._listen_frame(frame)
+            self._listen_frame(heard)
         else:
-            self.endpointer.process(frame)  # not listening: only keeps its pre-roll buffer current
+            self.endpointer.process(heard)  # not listening: only keeps its pre-roll buffer current
 
     def _listen_frame(self, frame: Frame) -> None:
         turn = self.turn
