@@ -71,7 +71,7 @@ def wake_section(pool, config, split: str, out: list[str], svgs: dict[str, str])
             out.append(grid(rec.positives, row=lambda r: r[0].family, col=lambda r: r[0].condition.snr,
                             value=lambda rs: frr_cell(rs, threshold, info.window), rows_order=_present(FAMILIES, rec),
                             cols_order=SNRS, corner="family \\ SNR"))
-    out.insert(0, "\n### Wake words, each model alone at its shipped threshold\n\n" + table(
+    out.insert(0, "\n### Wake words, each model alone at its shipped threshold (config defaults: ear/wake.py)\n\n" + table(
         ["engine/model", "threshold", "FRR", "false accepts", "FA/h", "positives", "negative hours",
          f"calibrated on this half (<= {CALIBRATION_BUDGET:g}/h)"], summary)
         + "\n\n### DET: lowest FRR within a false-accept budget (threshold in brackets)\n\n"
@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-wake", action="store_true", help="skip the per-model wake tables")
     parser.add_argument("--label", default="this checkout", help="names the STT run in the report")
     parser.add_argument("--every", type=int, default=1, help="STT: every n-th clip only (a quick look)")
+    parser.add_argument("--fresh", action="store_true", help="score every clip again (ignore cached probabilities)")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
     os.nice(10)  # two shared cores: stay behind interactive work
@@ -139,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     out: list[str] = []
     svgs: dict[str, str] = {}
     if not args.no_wake:
+        from benchmarks import eval_wake
+
+        eval_wake.FRESH = args.fresh
         with ProcessPoolExecutor(args.jobs) as pool:
             wake_section(pool, config, args.split, out, svgs)
     if not args.no_stt:

@@ -32,6 +32,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     "tiny.en beam 5": {},
     "tiny.en beam 5 on the raw microphone": {"clean_audio": False},
     "tiny.en beam 8": {"beam_size": 8},
+    "tiny.en after the Silero VAD's endpoint": {"vad.engine": "silero"},
     "tiny.en beam 5 on a 30 s window": {"window_s": 0.0},
     "tiny.en beam 1": {"beam_size": 1},
     "tiny.en + vocabulary prompt": {"prompt": VOCABULARY},
@@ -68,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.variants.split(","):
         config = load_config(None, env={})
         config.stt.speculate_after_ms, config.stt.partial_interval_s = 0, 0.0
-        for key, value in VARIANTS.get(name, {}).items():
-            setattr(config.stt, key, value)
+        for key, value in VARIANTS.get(name, {}).items():  # "key" is in [stt]; "section.key" elsewhere
+            section, _, field = key.rpartition(".")
+            setattr(getattr(config, section or "stt"), field, value)
         started = time.monotonic()
         lookback = CUTS.get(name, 0)
         filt = FILTERS.get(name)

@@ -27,6 +27,7 @@ from edgeagent.ear.wake import (REARM_FRACTION, MicroWakeWordModel, OpenWakeWord
 HIT_AFTER_S = 0.75
 REFRACTORY_S = 2.0
 SCORES_VERSION = 1  # bump when the set or the scoring changes: cached probabilities are then stale
+FRESH = False  # True: score again even where a cached recording exists (python -m benchmarks.eval --fresh)
 MODELS = {"microwakeword": ("okay_nabu", "hey_jarvis", "alexa", "hey_mycroft"),
           "openwakeword": ("okay_nabu", "hey_jarvis", "alexa", "hey_mycroft", "hey_rhasspy")}
 
@@ -158,7 +159,7 @@ def record_positives(pool: ProcessPoolExecutor, engine: str, word: str, clips: l
                      conditioning: str = "") -> list[tuple[Clip, float, Track]]:
     """``word``'s model on its positives, cached per (engine, split, word, conditioning)."""
     path = _cache_file("pos", engine, clips[0].split, f"{word}|{len(clips)}|{clips[0].question != ''}", conditioning)
-    if path.exists():
+    if path.exists() and not FRESH:
         return pickle.loads(path.read_bytes())
     chunks = [clips[i::8] for i in range(8)]
     results = pool.map(_score_clips, [(engine, (word,), c, models_dir, conditioning) for c in chunks])
@@ -173,7 +174,7 @@ def record_negatives(pool: ProcessPoolExecutor, engine: str, streams: list[Strea
     """Every model of ``engine`` on the negative streams (one pass: openWakeWord shares its features)."""
     names = MODELS[engine]
     path = _cache_file("neg", engine, streams[0].split, f"{len(streams)}", conditioning)
-    if path.exists():
+    if path.exists() and not FRESH:
         return pickle.loads(path.read_bytes())
     results = list(pool.map(_score_stream, [(engine, names, s, models_dir, conditioning) for s in streams]))
     out = {n: [(stream, tracks[n]) for stream, tracks in results] for n in names}

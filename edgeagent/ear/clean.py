@@ -9,26 +9,33 @@ were calibrated on raw audio and gain control did not help it (more false accept
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from edgeagent.audio.frames import FRAME_RATE, Frame
-from edgeagent.config import SttConfig
+from edgeagent.config import Config, SttConfig
 
 CHUNK = FRAME_RATE // 100  # the audio processing module works on 10 ms
+log = logging.getLogger(__name__)
 
 
 class SpeechCleaner:
     """Noise suppression (12 dB) and adaptive gain, frame by frame; off passes frames through."""
 
     def __init__(self, enabled: bool = True):
-        from pywebrtc_audio import AudioProcessor
-
-        self._apm = AudioProcessor(FRAME_RATE, 1, noise_suppression=True, auto_gain_control=True,
-                                   high_pass_filter=True, ns_level=1)
+        try:
+            from pywebrtc_audio import AudioProcessor
+        except ImportError:  # the ``aec`` extra is not installed: frames pass as they are
+            log.warning("pywebrtc-audio is not installed: STT hears the microphone without noise suppression")
+            self._apm = None
+        else:
+            self._apm = AudioProcessor(FRAME_RATE, 1, noise_suppression=True, auto_gain_control=True,
+                                       high_pass_filter=True, ns_level=1)
         self.enabled = enabled
 
     def __call__(self, frame: Frame) -> Frame:
-        if not self.enabled or len(frame.samples) % CHUNK:
+        if not self.enabled or self._apm is None or len(frame.samples) % CHUNK:
             return frame
         samples = np.concatenate([self._apm.process(np.ascontiguousarray(frame.samples[i:i + CHUNK]))
                                   for i in range(0, len(frame.samples), CHUNK)])
@@ -39,8 +46,9 @@ class SpeechCleaner:
         self.enabled = stt.clean_audio
 
     def reset(self) -> None:
-        self._apm.reset()
+        if self._apm is not None:
+            self._apm.reset()
 
 
-def create_cleaner(config) -> SpeechCleaner:
+def create_cleaner(config: Config) -> SpeechCleaner:
     return SpeechCleaner(enabled=config.stt.clean_audio)
