@@ -143,7 +143,8 @@ class TtsConfig:
 class AgentConfig:
     follow_up_s: float = bounded(4.0, 0.0, 30.0)
     barge_in_vad: bool = True
-    barge_in_min_speech_ms: int = bounded(300, 50, 3000)
+    # voice over the reply (140 ms of it speech to Silero) that stops it; it ducks after 40 ms of voice
+    barge_in_min_speech_ms: int = bounded(200, 50, 3000)
     echo_cancel: bool = True
     # start the reply to what STT decoded of a pause before the end of turn is decided, held silent
     # until it is (and the final transcript is the same); a discarded one is never heard

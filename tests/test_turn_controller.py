@@ -150,7 +150,7 @@ class ScriptedReplier:
 
         emitted: list = []
         return Reply(lambda emit: answer(lambda e: (emitted.append(e), emit(e))), silence=lambda: None,
-                     name="scripted", release=gate.set)
+                     name="scripted", gate=gate)
 
     def announce(self, text: str) -> Reply:
         self.announced.append(text)

@@ -32,6 +32,8 @@ from edgeagent.ear.wake import WakeDetector
 from edgeagent.events import (
     AgentState,
     BargeIn,
+    BargeInCleared,
+    BargeInOnset,
     ChunkQueued,
     FirstAudio,
     FirstSynth,
@@ -81,6 +83,8 @@ class Reply(Protocol):
 
     def release(self) -> None: ...
 
+    def duck(self, ducked: bool) -> None: ...
+
 
 class Replier(Protocol):
     def answer(self, user_text: str, *, held: bool = False) -> Reply: ...
@@ -93,7 +97,7 @@ class Interruptions(Protocol):
 
     def start(self) -> None: ...
 
-    def process(self, frame: Frame) -> BargeIn | None: ...
+    def process(self, frame: Frame) -> BargeIn | BargeInOnset | BargeInCleared | None: ...
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,7 @@ class Turn:
     first_token: float | None = None
     first_chunk: float | None = None
     first_audio: float | None = None
+    onset: float | None = None  # a barge-in onset ducked the reply (until it is cleared)
 
 
 class TurnController:
@@ -247,8 +252,10 @@ class TurnController:
         if self.state in (AgentState.THINKING, AgentState.SPEAKING):  # talking over a reply, even before it starts
             self.endpointer.process(frame)  # keeps the pre-roll current: a barge-in listens from before it fired
             interruption = self.barge_in.process(frame)  # echo-cancelled: the wake detector and the VAD hear the user
-            if interruption is not None:
+            if isinstance(interruption, BargeIn):
                 self._barge_in(interruption, frame)
+            elif interruption is not None:
+                self._duck(interruption)
             return
         detections = self.wake.process(frame)  # always fed, so its streaming features stay continuous
         if self.state == AgentState.IDLE:
@@ -418,18 +425,28 @@ class TurnController:
         if turn.trace.outcome == "answered" and not turn.announcement and self.config.agent.follow_up_s > 0:
             self._follow_up_pending = True  # opened on the next frame (the endpointer starts on a frame)
 
+    def _duck(self, event: BargeInOnset | BargeInCleared) -> None:
+        """Someone may be talking over the reply: quieter at once; full level again if it was not speech."""
+        turn = self.turn
+        assert turn is not None
+        onset = isinstance(event, BargeInOnset)
+        turn.onset = event.t if onset else None
+        turn.trace.barge_in_resumed += 0 if onset else 1
+        if turn.reply is not None:
+            turn.reply.duck(onset)
+
     def _barge_in(self, event: BargeIn, frame: Frame) -> None:
         turn = self.turn
         assert turn is not None
         self._stop(turn)
         trace = turn.trace
         trace.barge_in, trace.outcome = True, "barged_in"
-        trace.barge_in_stop_ms = ms_between(event.t, time.monotonic())
+        trace.barge_in_stop_ms = ms_between(turn.onset or event.t, time.monotonic())
         self.turn = None
         self._set_state(AgentState.IDLE, f"barge-in ({event.source})")
         # the user is already talking: listen now, including what they said while we detected it
         self._open_turn(None, follow_up=True, frame=frame,
-                        lookback_ms=self.config.agent.barge_in_min_speech_ms + self.config.vad.preroll_ms)
+                        lookback_ms=int(event.speech_ms) + self.config.vad.preroll_ms)
 
     def _abandon_turn(self, reason: str) -> None:
         """Remote cancel or shutdown: stop the turn now, publish once it has unwound."""

@@ -43,7 +43,8 @@ class TurnTrace:
     ttfa_ms: float | None = None
     speak_ms: float | None = None
     barge_in: bool = False
-    barge_in_stop_ms: float | None = None
+    barge_in_stop_ms: float | None = None  # barge-in onset (the reply ducked) -> reply stopped
+    barge_in_resumed: int = 0  # ducks for a sound that was not speech (a cough, a knock): the reply went on
     outcome: Outcome = "answered"
     error: str | None = None
     transcript: str | None = None
