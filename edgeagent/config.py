@@ -85,11 +85,14 @@ class VadConfig:
     aggressiveness: int = bounded(2, 0, 3)  # webrtc
     threshold: float = bounded(0.5, 0.0, 1.0)  # silero
     min_speech_ms: int = bounded(120, 0, 5000)
-    silence_ms: int = bounded(500, 100, 5000)
-    # end of turn already after this much silence when the transcript so far is a complete sentence.
-    # Off (0) by default: Whisper completes open phrases ("set a timer for" -> "Set a timer for it."),
-    # which would cut off a user who pauses to think; and on 2 cores its decode is rarely ready in time.
-    complete_silence_ms: int = bounded(0, 0, 5000)
+    silence_ms: int = bounded(500, 100, 5000)  # end of turn after this much silence, without an end-of-turn model
+    # smart-turn (pipecat's v3.2) hears whether the talker sounds finished; "none": silence_ms alone
+    turn_model: Literal["smart-turn", "none"] = "smart-turn"
+    turn_threshold: float = bounded(0.5, 0.0, 1.0)  # its P(finished) above which a pause ends the turn early
+    # with the model: end after this much silence when it says finished and the pause's transcript is a
+    # finished sentence ("set a timer for" is not), else after incomplete_silence_ms
+    complete_silence_ms: int = bounded(300, 100, 5000)
+    incomplete_silence_ms: int = bounded(1000, 100, 5000)
     max_utterance_s: float = bounded(15.0, 1.0, 120.0)
     no_speech_timeout_s: float = bounded(5.0, 0.5, 60.0)
     preroll_ms: int = bounded(300, 0, 2000)

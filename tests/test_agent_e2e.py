@@ -57,8 +57,8 @@ async def run_conversation(config, engines, user_wav, tmp_path, name="out", on_s
                            prepare=None):
     """(stages, published traces, agent audio).  ``on_state(controller, change)``, when given, sees every
     state change as it happens; ``await prepare(stages)`` runs before the first frame.  Silence is skipped
-    through quickly unless ``realtime`` (which the end of turn on a decoded complete sentence needs:
-    whisper decodes while time passes)."""
+    through quickly unless ``realtime`` (which the early end of turn and the speculative reply need:
+    smart-turn and whisper decode the pause while time passes)."""
     out_wav, traces = tmp_path / f"{name}.wav", tmp_path / f"{name}.jsonl"
     config = without_acoustic_echo(config)  # as `edgeagent converse` does: files have no echo path
     audio_out = ClockedSink(out_wav, config.audio.frame_ms)
@@ -100,8 +100,8 @@ def test_wake_question_answer(config, fresh, tmp_path):
         assert trace[name] is not None, name
     assert trace["wake_word"] == "okay_nabu" and trace["llm_backend"] == "local"
     assert trace["barge_in"] is False and trace["barge_in_stop_ms"] is None and trace["error"] is None
-    assert trace["ttfa_ms"] > trace["end_of_turn_ms"] >= config.vad.silence_ms
-    assert trace["end_of_turn_reason"] == "silence"  # the early end on a complete sentence is off by default
+    # read faster than real time, smart-turn's verdict comes too late for the early end
+    assert trace["ttfa_ms"] > trace["end_of_turn_ms"] >= config.vad.complete_silence_ms
     # the reply is in the output, after the question, and the input before it is silent
     assert voiced_seconds(agent_audio[: int(question_end * 16000)]) == 0
     assert voiced_seconds(agent_audio, question_end) >= 0.8
@@ -111,17 +111,32 @@ def test_wake_question_answer(config, fresh, tmp_path):
     assert stages.conversation.turns[0][0] == trace["transcript"]
 
 
-def test_a_complete_sentence_ends_the_turn_before_the_silence_limit(config, fresh, tmp_path):
-    """With vad.complete_silence_ms set and a long silence limit, a finished question ends the turn
-    after complete_silence_ms (Whisper decoded it during the pause), not after silence_ms."""
-    eager = apply_partial(config, {"vad": {"silence_ms": 1500, "complete_silence_ms": 250}, "llm": {"max_tokens": 8},
-                                   "agent": {"follow_up_s": 0}})
+def test_a_finished_question_ends_the_turn_early_and_its_speculative_answer_plays(config, fresh, tmp_path):
+    """In real time: smart-turn hears a finished question and Whisper's decode of the pause agrees, so
+    the turn ends after complete_silence_ms (not incomplete_silence_ms); the answer was started during
+    the pause, held, and released."""
+    quick = apply_partial(config, {"llm": {"max_tokens": 8}, "agent": {"follow_up_s": 0}})
     user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav("What is the capital of France?"), 4.0)
-    _, traces, _ = converse(eager, fresh, user, tmp_path, realtime=True)
+    _, traces, _ = converse(quick, fresh, user, tmp_path, realtime=True)
     assert [t["outcome"] for t in traces] == ["answered"], traces
-    assert traces[0]["end_of_turn_reason"] == "complete sentence", traces[0]
-    assert eager.vad.complete_silence_ms <= traces[0]["end_of_turn_ms"] < eager.vad.silence_ms
-    assert "capital" in traces[0]["transcript"].lower()
+    trace = traces[0]
+    assert trace["end_of_turn_reason"] == "complete", trace
+    assert quick.vad.complete_silence_ms <= trace["end_of_turn_ms"] < quick.vad.incomplete_silence_ms
+    assert "capital" in trace["transcript"].lower()
+    assert trace["speculative"] and trace["reply_start_ms"] < trace["ttfa_ms"]
+
+
+def test_a_pause_mid_request_does_not_cut_it_off(config, fresh, tmp_path):
+    """"Set a timer for ... ten minutes." with a thinking pause, in real time: one turn that heard all
+    of it (the end of turn waited, or the user going on before the answer was heard re-opened it)."""
+    quick = apply_partial(config, {"llm": {"max_tokens": 8}, "agent": {"follow_up_s": 0}})
+    user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav("Set a timer for"), 0.7,
+                        piper_wav("ten minutes."), 4.0)
+    stages, traces, _ = converse(quick, fresh, user, tmp_path, realtime=True)
+    assert [t["outcome"] for t in traces] == ["answered"], traces
+    heard = traces[0]["transcript"].lower()
+    assert "timer" in heard and ("ten" in heard or "10" in heard) and "minute" in heard, traces[0]
+    assert len(stages.conversation.turns) == 1  # nothing of a withdrawn answer in the history
 
 
 def test_follow_up_without_wake_word(config, fresh, tmp_path):
@@ -183,8 +198,8 @@ def test_llm_failure_ends_the_turn_with_an_error_and_an_apology_and_the_loop_goe
     local, cloud = fresh.router.local, fresh.router.cloud
     fresh.router.local = None
     fresh.router.cloud = OpenAiChat(f"http://127.0.0.1:{free_port()}/v1", "none", timeout_s=2)
-    user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav("What is the capital of France?"), 5.0,
-                        piper_wav("Okay Nabu."), 0.3, piper_wav("What time is it?"), 4.0)
+    user = question_wav(tmp_path, 0.5, piper_wav("Okay Nabu."), 0.3, piper_wav("What is the capital of France?"), 7.0,
+                        piper_wav("Okay Nabu."), 0.3, piper_wav("What time is it?"), 4.0)  # after the apology
     try:
         stages, traces, agent_audio = converse(config, fresh, user, tmp_path)
     finally:

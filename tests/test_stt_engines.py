@@ -194,6 +194,27 @@ def test_partials_arrive_before_the_final(config, name):
     assert all(p.text for p in partials)
 
 
+def test_an_utterance_can_start_with_seconds_of_pre_roll(config):
+    """A talker who went on after the end of turn is heard again from the start: the words before the
+    pause come as pre-roll, the rest live, and the transcript has both."""
+    recognizer = engine(config, "whisper")
+    before = np.concatenate([silence(0.3), speech("piper", "set a timer for"), silence(0.6)])
+    rest = with_pauses(speech("piper", "ten minutes"))
+
+    async def run():
+        transcriber = StreamingTranscriber(recognizer)
+        try:
+            utterance = transcriber.start(before)
+            for i in range(0, len(rest), FRAME):
+                utterance.audio(rest[i : i + FRAME])
+            return await utterance.finish()
+        finally:
+            await transcriber.close()
+
+    heard = asyncio.run(run()).text.lower()
+    assert "timer" in heard and ("ten" in heard or "10" in heard) and "minute" in heard, heard
+
+
 @pytest.mark.parametrize("name", ["whisper", "pocketsphinx", "vosk"])
 def test_a_cancelled_utterance_leaves_no_state(config, name):
     """Half of one utterance, cancelled (barge-in), then another: the result equals the second alone."""

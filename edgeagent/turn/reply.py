@@ -64,6 +64,13 @@ class Reply:
         if self._gate is not None:
             self._gate.set()
 
+    def withdraw(self) -> None:
+        """Cancel a reply nobody has heard yet as if it had never been released: the user went on
+        talking before its first audio, so the conversation records nothing of it."""
+        if self._gate is not None:
+            self._gate.clear()
+        self.cancel()
+
     def duck(self, ducked: bool) -> None:
         """Quieter while someone may be talking over it (a barge-in onset), or full level again."""
         if not self._task.done():

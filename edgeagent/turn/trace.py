@@ -34,6 +34,7 @@ class TurnTrace:
     speculative: bool = False  # the reply was started during the pause, held, and released at the end of turn
     speculations_discarded: int = 0  # held replies dropped unheard (the user talked on, or said something else)
     reply_start_ms: float | None = None  # true end of speech -> LLM request (before the end of turn when speculative)
+    continued: int = 0  # the user went on after an end of turn, before the answer was heard: listened to again
     llm_backend: str | None = None
     llm_backend_reason: str | None = None
     llm_ttft_ms: float | None = None
