@@ -137,6 +137,14 @@ def test_whisper_speech_after_a_pause_invalidates_the_speculation(config):
     assert recognizer.speculation_hits == hits + 1  # the second, up-to-date speculation answered
 
 
+def test_whisper_speculation_keeps_a_soft_last_sound(config):
+    """The pause is decoded with the speech before it: the "ch" of "much" is quieter than the pause
+    threshold, and a decode cut at the last loud frame heard "... sleep so"."""
+    recognizer = engine(config, "whisper")
+    heard = transcribe(recognizer, with_pauses(speech("piper", "Can you tell me a fun fact about cats and why they like to sleep so much?")))
+    assert heard.rstrip("?.").endswith("so much"), heard
+
+
 def test_whisper_decodes_short_speech_on_its_window_and_long_speech_on_30_s(config):
     """A request fits the 10 s window (encoded on it alone); a 13 s monologue does not, and none of it is lost."""
     recognizer = engine(config, "whisper")
