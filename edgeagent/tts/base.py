@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Iterator, Protocol
 
 import numpy as np
@@ -11,6 +12,14 @@ from edgeagent.config import TtsConfig
 
 class TtsError(RuntimeError):
     """A voice cannot be loaded or text cannot be synthesized; the message says why."""
+
+
+def engine_package(module: str, distribution: str):
+    """An engine's package, imported only when that engine is created; TtsError says how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise TtsError(f"{distribution} is not installed: pip install 'edgeagent[tts]'") from exc
 
 
 class Synthesizer(Protocol):
