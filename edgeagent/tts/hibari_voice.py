@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from edgeagent.config import TtsConfig
-from edgeagent.tts.base import TtsError, engine_package
+from edgeagent.tts.base import TtsError, engine_package, trim_silence
 
 BUNDLED_VOICE = "heart"
 SEED = 0  # the voice samples noise for its timbre: a fixed seed makes the same text the same audio
@@ -51,4 +51,6 @@ class HibariSynthesizer:
         """One block per sentence of ``text``, each as soon as it is made (the Speaker passes one
         chunk, a sentence or a clause, at a time, so a cancel waits at most for one sentence)."""
         for wav in self._voice.stream(text, speed=self._speed, seed=SEED):
-            yield np.clip(wav * self._gain, -32768, 32767).astype(np.int16)
+            # each sentence comes with ~200-320 ms of silence before it and ~300-460 ms after
+            yield trim_silence(np.clip(wav * self._gain, -32768, 32767).astype(np.int16), self.sample_rate)
+

@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from edgeagent.config import TtsConfig
-from edgeagent.tts.base import TtsError, engine_package
+from edgeagent.tts.base import TtsError, engine_package, trim_silence
 
 
 class PiperSynthesizer:
@@ -44,4 +44,4 @@ class PiperSynthesizer:
 
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         for chunk in self._voice.synthesize(text, syn_config=self._config):
-            yield chunk.audio_int16_array
+            yield trim_silence(chunk.audio_int16_array, self.sample_rate)
