@@ -89,10 +89,12 @@ class VadConfig:
     # smart-turn (pipecat's v3.2) hears whether the talker sounds finished; "none": silence_ms alone
     turn_model: Literal["smart-turn", "none"] = "smart-turn"
     turn_threshold: float = bounded(0.5, 0.0, 1.0)  # its P(finished) above which a pause ends the turn early
-    # with the model: end after this much silence when it says finished and the pause's transcript is a
-    # finished sentence ("set a timer for" is not), else after incomplete_silence_ms
+    # with the model: end after complete_silence_ms when it says finished and the pause's transcript does
+    # not leave the sentence open; after open_silence_ms when the transcript does ("set a timer for");
+    # otherwise (the model hears an unfinished turn) after incomplete_silence_ms
     complete_silence_ms: int = bounded(300, 100, 5000)
-    incomplete_silence_ms: int = bounded(1000, 100, 5000)
+    incomplete_silence_ms: int = bounded(800, 100, 5000)
+    open_silence_ms: int = bounded(1500, 100, 5000)
     max_utterance_s: float = bounded(15.0, 1.0, 120.0)
     no_speech_timeout_s: float = bounded(5.0, 0.5, 60.0)
     preroll_ms: int = bounded(300, 0, 2000)

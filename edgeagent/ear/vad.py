@@ -9,8 +9,8 @@ How much silence ends a turn depends on whether the talker sounds finished.  Wit
 end-of-turn model it is ``silence_ms``.  With one (smart-turn, ``edgeagent.ear.turn_model``), the
 model hears the utterance once a short pause follows it: the turn ends after
 ``complete_silence_ms`` when it says "finished" and the transcript STT made of the pause (when the
-engine makes one) is a sentence that is not left open ("set a timer for"); otherwise after
-``incomplete_silence_ms``, so a talker who pauses to think is not cut off.
+engine makes one) is a sentence that is not left open; after ``open_silence_ms`` when that
+transcript is left open ("set a timer for"); otherwise after ``incomplete_silence_ms``.
 """
 
 from __future__ import annotations
@@ -254,13 +254,13 @@ class SilenceEndpointer:
         if self._verdict is None and silence_ms >= TURN_CHECK_MS:
             keep = min(self._utterance_samples, WINDOW_S * FRAME_RATE)
             self._verdict = self.turn_model.submit(self._ring.latest(keep))
+        text = settled_text() if settled_text is not None else None
+        if text is not None and not is_complete_sentence(text):
+            return self.cfg.open_silence_ms, "silence"  # "set a timer for": more is coming
         verdict = self._verdict
         if verdict is None or not verdict.done() or verdict.exception() is not None:
             return self.cfg.incomplete_silence_ms, "silence"
-        finished = verdict.result() >= self.cfg.turn_threshold
-        if finished and settled_text is not None:
-            text = settled_text()
-            finished = text is not None and is_complete_sentence(text)
+        finished = verdict.result() >= self.cfg.turn_threshold and (settled_text is None or text is not None)
         return (self.cfg.complete_silence_ms, "complete") if finished else (self.cfg.incomplete_silence_ms, "silence")
 
     def _ended(self, frame: Frame, reason: str) -> SpeechEnded:
