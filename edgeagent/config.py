@@ -87,11 +87,16 @@ class VadConfig:
     aggressiveness: int = bounded(2, 0, 3)  # webrtc
     threshold: float = bounded(0.5, 0.0, 1.0)  # silero
     min_speech_ms: int = bounded(120, 0, 5000)
-    silence_ms: int = bounded(500, 100, 5000)
-    # end of turn already after this much silence when the transcript so far is a complete sentence.
-    # Off (0) by default: Whisper completes open phrases ("set a timer for" -> "Set a timer for it."),
-    # which would cut off a user who pauses to think; and on 2 cores its decode is rarely ready in time.
-    complete_silence_ms: int = bounded(0, 0, 5000)
+    silence_ms: int = bounded(500, 100, 5000)  # end of turn after this much silence, without an end-of-turn model
+    # smart-turn (pipecat's v3.2) hears whether the talker sounds finished; "none": silence_ms alone
+    turn_model: Literal["smart-turn", "none"] = "smart-turn"
+    turn_threshold: float = bounded(0.5, 0.0, 1.0)  # its P(finished) above which a pause ends the turn early
+    # with the model: end after complete_silence_ms when it says finished and the pause's transcript does
+    # not leave the sentence open; after open_silence_ms when the transcript does ("set a timer for");
+    # otherwise (the model hears an unfinished turn) after incomplete_silence_ms
+    complete_silence_ms: int = bounded(300, 100, 5000)
+    incomplete_silence_ms: int = bounded(800, 100, 5000)
+    open_silence_ms: int = bounded(1500, 100, 5000)
     max_utterance_s: float = bounded(15.0, 1.0, 120.0)
     no_speech_timeout_s: float = bounded(5.0, 0.5, 60.0)
     preroll_ms: int = bounded(300, 0, 2000)
@@ -152,7 +157,8 @@ class TtsConfig:
 class AgentConfig:
     follow_up_s: float = bounded(4.0, 0.0, 30.0)
     barge_in_vad: bool = True
-    barge_in_min_speech_ms: int = bounded(300, 50, 3000)
+    # voice over the reply (140 ms of it speech to Silero) that stops it; it ducks after 40 ms of voice
+    barge_in_min_speech_ms: int = bounded(200, 50, 3000)
     echo_cancel: bool = True
     # start the reply to what STT decoded of a pause before the end of turn is decided, held silent
     # until it is (and the final transcript is the same); a discarded one is never heard

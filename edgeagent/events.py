@@ -71,7 +71,20 @@ class TranscriptFinal(Event):
 
 @dataclass(frozen=True)
 class BargeIn(Event):
+    """The user interrupts the reply: it stops for good."""
+
     source: str  # stop_word | vad
+    speech_ms: float = 0.0  # how long ago the interrupting sound began (the next turn listens from there)
+
+
+@dataclass(frozen=True)
+class BargeInOnset(Event):
+    """Someone may be talking over the reply: it ducks until BargeIn or BargeInCleared."""
+
+
+@dataclass(frozen=True)
+class BargeInCleared(Event):
+    """The sound that ducked the reply was not speech (a cough, a knock, the echo): full level again."""
 
 
 # ---------------------------------------------------------------- the LLM router -> the reply path

@@ -18,7 +18,7 @@ from edgeagent.events import NoSpeech, SpeechEnded, SpeechStarted
 from edgeagent.ear.vad import create_endpointer, create_voice_activity, is_complete_sentence
 from edgeagent.ear.wake import WakeModelError, create_wake_detector
 from tests.conftest import REPO
-from tests.speech import concat_wav, espeak_wav, piper_wav
+from tests.speech import concat_wav, espeak_wav, hibari_wav, piper_wav
 
 POSITIVES = [lambda: piper_wav("Alexa."), lambda: espeak_wav("Alexa"), lambda: espeak_wav("Alexa", "en-gb"),
              lambda: espeak_wav("Alexa", "en-us+f3", 140)]  # the default wake word (see WakeConfig.models)
@@ -93,11 +93,13 @@ def test_a_score_wobbling_around_the_threshold_fires_once(config):
 @pytest.mark.parametrize("text, complete", [
     ("What is the capital of France?", True),
     ("Turn on the kitchen lights.", True),
-    ("Stop!", False),  # one word: too little to be sure
+    ("turn on the kitchen lights", True),  # whisper does not always punctuate
+    ("Stop!", True),
     ("Set a timer for", False),
     ("Set a timer for.", False),  # whisper punctuates a pause, the sentence is still open
     ("What's the weather like?", True),
     ("Play some music...", False),
+    ("Remind me to,", False),
     ("", False),
 ])
 def test_complete_sentence_rule(text, complete):
@@ -138,9 +140,9 @@ def true_bounds(samples, offset_s):
     return offset_s + loud[0] / 16000, offset_s + loud[-1] / 16000
 
 
-def endpoint(config, parts, tmp_path):
+def endpoint(config, parts, tmp_path, turn_model=None, settled_text=None):
     wav = concat_wav(tmp_path / "utt.wav", parts)
-    endpointer = create_endpointer(config, create_voice_activity(config))
+    endpointer = create_endpointer(config, create_voice_activity(config), turn_model)
     events, decided = [], {}
 
     async def run():
@@ -149,7 +151,7 @@ def endpoint(config, parts, tmp_path):
             if first:
                 endpointer.begin(frame)
                 first = False
-            for event in endpointer.process(frame):
+            for event in endpointer.process(frame, settled_text):
                 events.append(event)
                 decided[type(event)] = frame.audio_s + frame.duration_s
 
@@ -170,6 +172,62 @@ def test_speech_start_and_end_within_tolerance(config, tmp_path, engine):
     assert abs(ended[0].audio_s - end) < 0.12
     assert decided[SpeechEnded] - end <= config.vad.silence_ms / 1000 + 0.06 + 0.04  # + one frame, + VAD hangover
     assert len(endpointer.preroll()) >= (config.vad.min_speech_ms / 1000) * 16000  # first syllable kept for STT
+
+
+class AtOnce:
+    """An end-of-turn model answered before the next frame (so a file read fast decides as live audio
+    would): ``SmartTurn`` itself, or a fixed verdict for the rule table."""
+
+    def __init__(self, model=None, probability: float | None = None):
+        self.model, self.fixed, self.heard = model, probability, []
+
+    def submit(self, audio):
+        from concurrent.futures import Future
+
+        self.heard.append(len(audio))
+        done = Future()
+        done.set_result(self.fixed if self.model is None else self.model.probability(audio))
+        return done
+
+    def close(self):
+        pass
+
+
+QUESTION = "What is the capital of France?"
+
+
+@pytest.mark.parametrize("p_finished, settled, reason", [
+    (0.9, QUESTION, "complete"),  # the model and the transcript agree: the early end
+    (0.9, None, "complete"),  # an engine that does not decode pauses: the model alone
+    (0.9, "What is the capital of", "open"),  # the transcript leaves it open: wait longest
+    (0.1, QUESTION, "silence"),  # the model hears an unfinished turn: wait
+    (0.9, "", "silence"),  # STT has not decoded the pause yet: wait for it (here: it never does)
+])
+def test_end_of_turn_rule(config, tmp_path, p_finished, settled, reason):
+    config.vad.turn_model = "smart-turn"
+    model = AtOnce(probability=p_finished)
+    clip = piper_wav(QUESTION)
+    _, end = true_bounds(read_audio(clip), 0.5)
+    text = None if settled is None else (lambda: settled or None)
+    events, decided, _ = endpoint(config, [0.5, clip, 2.0], tmp_path, model, text)
+    ended = [e for e in events if isinstance(e, SpeechEnded)]
+    assert len(ended) == 1 and ended[0].reason == ("silence" if reason == "open" else reason)
+    waited = decided[SpeechEnded] - end
+    limit = {"complete": config.vad.complete_silence_ms, "silence": config.vad.incomplete_silence_ms,
+             "open": config.vad.open_silence_ms}[reason]
+    assert limit / 1000 <= waited <= limit / 1000 + 0.1  # + the VAD's hangover and a frame
+    assert len(model.heard) == 1 and model.heard[0] > 16000  # asked once, on the utterance (with its pre-roll)
+
+
+@pytest.mark.parametrize("make", [piper_wav, hibari_wav, espeak_wav])
+def test_smart_turn_hears_a_finished_question_as_finished(config, tmp_path, make):
+    """smart-turn v3.2 itself, on the utterance as the endpointer keeps it: the early end."""
+    from edgeagent.ear.turn_model import SmartTurn
+    from edgeagent.modelstore import model_path
+
+    smart = AtOnce(SmartTurn(model_path("smart-turn/v3.2-cpu", config.models_dir)))
+    events, _, _ = endpoint(config, [0.5, make(QUESTION), 2.0], tmp_path, smart)
+    assert [e.reason for e in events if isinstance(e, SpeechEnded)] == ["complete"]
 
 
 def test_no_speech_timeout_and_max_length(config, tmp_path):

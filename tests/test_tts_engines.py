@@ -58,6 +58,20 @@ def test_hibari_is_the_default_voice_and_whisper_understands_it():
         whisper.close()
 
 
+@pytest.mark.parametrize("engine", ["hibari", "piper"])
+def test_speech_starts_at_once_and_sentences_are_not_far_apart(engine):
+    """The first sample out is heard as the start of the answer: the voice must not open with silence
+    (hibari's model puts 200-320 ms before each sentence and 300-460 ms after)."""
+    voice = synthesizer(engine)
+    blocks = list(voice.synthesize("It is noon, and the sun is out. Take a hat."))
+    frame = voice.sample_rate // 50
+    for block in blocks:
+        frames = block[: len(block) // frame * frame].reshape(-1, frame).astype(np.float32)
+        loud = np.flatnonzero(np.sqrt((frames**2).mean(axis=1)) > 300)
+        assert loud[0] * 20 <= 60, f"{loud[0] * 20} ms of silence first"
+        assert (len(frames) - loud[-1] - 1) * 20 <= 300, f"{(len(frames) - loud[-1] - 1) * 20} ms of silence last"
+
+
 def test_hibari_volume_and_a_fixed_timbre():
     quiet = create_synthesizer(_config(engine="hibari", volume=0.3))
     text = "The same words sound the same."

@@ -19,7 +19,7 @@ import pytest
 from edgeagent.audio.frames import Frame
 from edgeagent.config import load_config
 from edgeagent.ear.vad import EndpointState
-from edgeagent.events import (AgentState, BargeIn, ChunkQueued, FirstAudio, FirstSynth, FirstToken, Heard, LlmRouted,
+from edgeagent.events import (AgentState, BargeIn, BargeInOnset, ChunkQueued, FirstAudio, FirstSynth, FirstToken, Heard, LlmRouted,
                               NoSpeech, ReplyDone, ReplyFailed, SpeechEnded, SpeechStarted, TranscriptFinal,
                               WakeDetected)
 from edgeagent.turn.controller import APOLOGY, TurnController
@@ -101,6 +101,7 @@ class ScriptedEndpointer:
 class ScriptedUtterance:
     def __init__(self, script: Script):
         self.script, self.cancelled, self.frame = script, False, -1
+        self.decodes_pauses = True
 
     def audio(self, frame) -> None:
         self.frame = frame.index
@@ -150,7 +151,7 @@ class ScriptedReplier:
 
         emitted: list = []
         return Reply(lambda emit: answer(lambda e: (emitted.append(e), emit(e))), silence=lambda: None,
-                     name="scripted", release=gate.set)
+                     name="scripted", gate=gate)
 
     def announce(self, text: str) -> Reply:
         self.announced.append(text)
@@ -370,3 +371,41 @@ def test_no_speculation_when_it_is_switched_off():
     script = Script(wake_at=(5,), speech=(10, 30), settled=((24, 99, "what time is it"),))
     _, _, traces, replier = run(script, agent=config_off)
     assert replier.answered == [("what time is it", False)] and not traces[0].speculative
+
+
+def test_talking_again_before_the_answer_is_heard_continues_the_same_turn():
+    """The end of turn came in a pause mid-request; the user goes on before any audio of the answer:
+    the answer is withdrawn unheard and the whole utterance is listened to again, in the same turn."""
+    class GoesOn(ScriptedBargeIn):
+        def process(self, frame: Frame):
+            return BargeInOnset(t=frame.t) if frame.index == 31 else None
+
+    class TwoUtterances(ScriptedEndpointer):
+        def begin(self, frame, lookback_ms=0, no_speech_timeout_s=None) -> None:
+            super().begin(frame, lookback_ms, no_speech_timeout_s)
+            self.lookbacks = getattr(self, "lookbacks", []) + [lookback_ms]
+            if lookback_ms:  # listening again: the rest of the request from frame 33 to 50 (STT shares the script)
+                self.script.speech, self.script.heard = (33, 50), "set a timer for ten minutes"
+
+    script = Script(wake_at=(5,), speech=(10, 30), heard="set a timer for", stt_s=0.2, frames=100)
+    config = load_config(env={})
+    config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, follow_up_s=0.0))
+    states, traces = [], []
+    replier, endpointer = ScriptedReplier(script), TwoUtterances(script)
+    controller = TurnController(
+        config, wake=ScriptedWake(script), endpointer=endpointer, transcriber=ScriptedTranscriber(script),
+        replier=replier, barge_in=GoesOn(script), publish_trace=traces.append,
+        on_state=lambda change: states.append(change.new.value))
+
+    async def frames():
+        loop = asyncio.get_running_loop()
+        for index in range(script.frames):
+            yield Frame(np.zeros(320, np.int16), index, index * FRAME_S, loop.time())
+            await asyncio.sleep(FRAME_S / 4)
+
+    asyncio.run(controller.run(frames()))
+    assert states == ["listening", "thinking", "idle", "listening", "thinking", "speaking", "idle"]
+    assert [t.outcome for t in traces] == ["answered"]  # one turn, one trace
+    assert traces[0].continued == 1 and traces[0].transcript == "set a timer for ten minutes"
+    assert endpointer.lookbacks[-1] >= 21 * 20  # listening again reaches back to the utterance's start
+    assert replier.heard[-1] == ("set a timer for ten minutes", "It is noon.")

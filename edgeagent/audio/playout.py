@@ -26,6 +26,7 @@ from edgeagent.events import ChunkQueued, Event, FirstAudio, FirstSynth, Heard
 from edgeagent.tts.base import Synthesizer
 
 HEARD_FRACTION = 0.5  # a chunk counts as heard once at least half of its audio has played
+DUCK_GAIN = 0.2  # -14 dB while someone may be talking over the reply: they hear it yield, it is not lost
 
 
 @dataclass
@@ -64,9 +65,14 @@ class Speaker:
     def set_volume(self, volume: float) -> None:
         self.volume = volume
 
+    def duck(self, ducked: bool) -> None:
+        """Lower the reply from the next frame on (a possible barge-in), or bring it back."""
+        self._gain = DUCK_GAIN if ducked else 1.0
+
     def _reset(self, emit: Callable[[Event], None] = lambda event: None, hold: asyncio.Event | None = None) -> None:
         self._emit = emit
         self._hold = hold
+        self._gain = 1.0
         self._synthesized = False
         self._chunks: list[_Chunk] = []
         self._frames: asyncio.Queue[tuple[int, np.ndarray] | None] = asyncio.Queue()
@@ -214,8 +220,8 @@ class Speaker:
                     if self._cancelled.is_set():
                         self._frames.put_nowait((index, frame))  # cancel() fades from it
                         break
-            if self.volume != 1.0:
-                frame = np.clip(frame * self.volume, -32768, 32767).astype(np.int16)
+            if self.volume * self._gain != 1.0:
+                frame = np.clip(frame * (self.volume * self._gain), -32768, 32767).astype(np.int16)
             await self.sink.write(frame)
             self._written += len(frame)
             self._chunks[index].played += len(frame)

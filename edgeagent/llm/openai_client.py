@@ -16,8 +16,10 @@ class OpenAiChat:
     name = "cloud"
 
     def __init__(self, base_url: str, model: str, api_key: str = "", timeout_s: float = 10.0,
-                 max_tokens: int = 160, temperature: float = 0.6, name: str = "cloud"):
+                 max_tokens: int = 160, temperature: float = 0.6, name: str = "cloud", sampling: dict | None = None):
+        """``sampling``: more request fields this server understands (llama.cpp's ``repeat_penalty``)."""
         self.name = name
+        self.sampling = sampling or {}
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.max_tokens, self.temperature = max_tokens, temperature
@@ -34,7 +36,7 @@ class OpenAiChat:
 
     async def stream(self, messages: list[Message]) -> AsyncIterator[str]:
         body = {"model": self.model, "messages": messages, "stream": True,
-                "max_tokens": self.max_tokens, "temperature": self.temperature}
+                "max_tokens": self.max_tokens, "temperature": self.temperature, **self.sampling}
         try:
             async with self.client.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
                 if response.status_code in (401, 403):

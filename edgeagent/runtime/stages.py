@@ -21,6 +21,7 @@ from edgeagent.audio.timeline import ClockedSink
 from edgeagent.config import Config, secret_values
 from edgeagent.ear.bargein import BargeInDetector, create_barge_in
 from edgeagent.ear.clean import SpeechCleaner, create_cleaner
+from edgeagent.ear.turn_model import TurnModel, create_turn_model
 from edgeagent.ear.vad import SilenceEndpointer, VoiceActivity, create_endpointer
 from edgeagent.ear.wake import WakeDetector
 from edgeagent.events import StateChanged, TranscriptPartial
@@ -52,11 +53,14 @@ class Engines:
     recognizer: Recognizer
     router: LlmRouter
     synthesizer: Synthesizer
+    turn_model: TurnModel | None = None  # the end-of-turn model; None: silence alone
     degraded: dict[str, str] = field(default_factory=dict)  # family -> the fallback in use, and why
 
     def close(self) -> None:
         self.recognizer.close()
         self.router.close()
+        if self.turn_model is not None:
+            self.turn_model.close()
 
 
 def build_router(config: Config, wait: bool = True) -> LlmRouter:
@@ -82,11 +86,25 @@ def load_engines(config: Config, guard: StartGuard | None = None) -> Engines:
         activity = guard.load(config, "vad", build_voice_activity)
         recognizer = guard.load(config, "stt", build_recognizer)
         synthesizer = guard.load(config, "tts", build_synthesizer)
+        turn_model = _load_turn_model(config, guard)
         _wait_for_local_llm(router, guard)
     except BaseException:
         router.close()
         raise
-    return Engines(wake, activity, recognizer, router, synthesizer, degraded=dict(guard.degraded))
+    return Engines(wake, activity, recognizer, router, synthesizer, turn_model, degraded=dict(guard.degraded))
+
+
+def _load_turn_model(config: Config, guard: StartGuard) -> TurnModel | None:
+    """The end-of-turn model, or None (noted as degraded) when it cannot load: turns then end on silence."""
+    if config.vad.turn_model == "none":
+        return None
+    notify(f"EXTEND_TIMEOUT_USEC={int(guard.step_timeout_s * 1e6)}\nSTATUS=loading turn ({config.vad.turn_model})")
+    try:
+        return create_turn_model(config)
+    except Exception as exc:
+        log.error("end-of-turn model unavailable: %s", exc)
+        guard.degraded["turn"] = f"{config.vad.turn_model} failed to load ({exc}); turns end on silence alone"
+        return None
 
 
 def _wait_for_local_llm(router: LlmRouter, guard: StartGuard) -> None:
@@ -151,7 +169,7 @@ def wire(config: Config, engines: Engines, audio_out: AudioOut, trace_sinks: lis
     speaker = Speaker(engines.synthesizer, EchoTap(audio_out, reference), frame_ms=config.audio.frame_ms,
                       volume=config.audio.volume)
     conversation = Conversation(config.llm.system_prompt, config.llm.history_turns)
-    endpointer = create_endpointer(config, engines.activity)
+    endpointer = create_endpointer(config, engines.activity, engines.turn_model)
     cleaner = create_cleaner(config)
     transcriber = StreamingTranscriber(engines.recognizer, on_partial=log_partial)
     replier = ReplyPipeline(engines.router, conversation, speaker)

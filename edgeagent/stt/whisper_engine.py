@@ -210,8 +210,9 @@ class WhisperRecognizer:
         spec = self._speculation
         if spec is not None and spec.speech_frames == self._speech_frames:
             return  # already decoding exactly this speech
-        speech_end = self._samples - self._pause.trailing_samples
-        self._speculation = self._submit(speech_end)
+        # all of it, the pause too: a soft last sound ("mu-ch") is quieter than the pause threshold, and
+        # cut at the last loud frame the word was lost ("... sleep so")
+        self._speculation = self._submit(self._samples)
 
     def _maybe_partial(self) -> None:
         if self._partial_samples and self._samples - self._partial_at >= self._partial_samples and not self._busy():

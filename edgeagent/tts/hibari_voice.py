@@ -15,7 +15,7 @@ from typing import Iterator
 import numpy as np
 
 from edgeagent.config import TtsConfig
-from edgeagent.tts.base import TtsError
+from edgeagent.tts.base import TtsError, engine_package, trim_silence
 
 BUNDLED_VOICE = "heart"
 SEED = 0  # the voice samples noise for its timbre: a fixed seed makes the same text the same audio
@@ -29,12 +29,9 @@ class HibariSynthesizer:
         model_path = Path(model_path)
         if not model_path.is_file():
             raise TtsError(f"hibari voice model not found: {model_path} (run `edgeagent models install`)")
+        hibari = engine_package("hibari", "hibari-tts")
         try:
-            from hibari import Hibari
-        except ImportError as exc:
-            raise TtsError("hibari-tts is not installed: pip install 'edgeagent[tts]'") from exc
-        try:
-            self._voice = Hibari(voice=BUNDLED_VOICE, model=str(model_path), threads=threads)
+            self._voice = hibari.Hibari(voice=BUNDLED_VOICE, model=str(model_path), threads=threads)
         except Exception as exc:  # onnxruntime errors: a broken or foreign file
             raise TtsError(f"cannot load hibari voice {model_path}: {exc}") from exc
         self.sample_rate = int(self._voice.sample_rate)
@@ -54,4 +51,6 @@ class HibariSynthesizer:
         """One block per sentence of ``text``, each as soon as it is made (the Speaker passes one
         chunk, a sentence or a clause, at a time, so a cancel waits at most for one sentence)."""
         for wav in self._voice.stream(text, speed=self._speed, seed=SEED):
-            yield np.clip(wav * self._gain, -32768, 32767).astype(np.int16)
+            # each sentence comes with ~200-320 ms of silence before it and ~300-460 ms after
+            yield trim_silence(np.clip(wav * self._gain, -32768, 32767).astype(np.int16), self.sample_rate)
+

@@ -36,10 +36,12 @@ class Reply:
     ``release()`` lets a held reply play."""
 
     def __init__(self, produce: Callable[[Emit], Awaitable[None]], silence: Callable[[], None], name: str,
-                 release: Callable[[], None] = lambda: None, after: Reply | None = None):
+                 gate: asyncio.Event | None = None, after: Reply | None = None,
+                 duck: Callable[[bool], None] = lambda ducked: None):
         self._queue: asyncio.Queue[ReplyEvent] = asyncio.Queue()
         self._silence = silence
-        self._release = release
+        self._gate = gate  # open: it may play (None: it always may)
+        self._duck = duck
         self._task = asyncio.get_running_loop().create_task(self._run(produce, after), name=name)
 
     async def _run(self, produce: Callable[[Emit], Awaitable[None]], after: Reply | None) -> None:
@@ -59,7 +61,20 @@ class Reply:
 
     def release(self) -> None:
         """A held reply starts playing (at once if its first audio is ready)."""
-        self._release()
+        if self._gate is not None:
+            self._gate.set()
+
+    def withdraw(self) -> None:
+        """Cancel a reply nobody has heard yet as if it had never been released: the user went on
+        talking before its first audio, so the conversation records nothing of it."""
+        if self._gate is not None:
+            self._gate.clear()
+        self.cancel()
+
+    def duck(self, ducked: bool) -> None:
+        """Quieter while someone may be talking over it (a barge-in onset), or full level again."""
+        if not self._task.done():
+            self._duck(ducked)
 
     def cancel(self) -> None:
         """Stop now: silent within a frame; the events still end with what was heard."""
@@ -100,8 +115,8 @@ class ReplyPipeline:
         gate = asyncio.Event()
         if not held:
             gate.set()
-        self._last = Reply(lambda emit: produce(emit, gate), self.speaker.cancel, name, release=gate.set,
-                           after=self._last)
+        self._last = Reply(lambda emit: produce(emit, gate), self.speaker.cancel, name, gate=gate,
+                           after=self._last, duck=self.speaker.duck)
         return self._last
 
     async def _answer(self, user_text: str, emit: Emit, gate: asyncio.Event) -> None:

@@ -34,6 +34,7 @@ class TurnTrace:
     speculative: bool = False  # the reply was started during the pause, held, and released at the end of turn
     speculations_discarded: int = 0  # held replies dropped unheard (the user talked on, or said something else)
     reply_start_ms: float | None = None  # true end of speech -> LLM request (before the end of turn when speculative)
+    continued: int = 0  # the user went on after an end of turn, before the answer was heard: listened to again
     llm_backend: str | None = None
     llm_backend_reason: str | None = None
     llm_ttft_ms: float | None = None
@@ -43,7 +44,8 @@ class TurnTrace:
     ttfa_ms: float | None = None
     speak_ms: float | None = None
     barge_in: bool = False
-    barge_in_stop_ms: float | None = None
+    barge_in_stop_ms: float | None = None  # barge-in onset (the reply ducked) -> reply stopped
+    barge_in_resumed: int = 0  # ducks for a sound that was not speech (a cough, a knock): the reply went on
     outcome: Outcome = "answered"
     error: str | None = None
     transcript: str | None = None
