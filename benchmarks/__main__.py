@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a ~2-minute version (8 turns)")
     parser.add_argument("--out", default="bench", help="folder for report.md, results.json and plots")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--compare", metavar="OLD_JSON", help="print the deltas against an earlier results.json")
+    parser.add_argument("--compare", metavar="OLD_JSON",
+                        help="an earlier results.json: its deltas printed, its turns drawn beside this run's")
+    parser.add_argument("--cutoff-cases", type=int, default=16, help="real-time cut-off cases (0: none)")
     args = parser.parse_args(argv)
 
     from benchmarks.workload import compare, headline_rows, run_benchmark
@@ -27,12 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     from edgeagent.logsetup import setup_logging
 
     setup_logging()
-    results = run_benchmark(load_config(args.config), 8 if args.quick else args.turns, Path(args.out), seed=args.seed)
+    before = json.loads(Path(args.compare).read_text()) if args.compare else None
+    results = run_benchmark(load_config(args.config), 8 if args.quick else args.turns, Path(args.out), seed=args.seed,
+                            before=before, cutoff_cases=4 if args.quick else args.cutoff_cases,
+                            speculation_turns=3 if args.quick else 6)
     print_table(["measure", "value"], headline_rows(results))
     print(f"\nreport: {Path(args.out) / 'report.md'}  (results.json, latency.png, ttfa_breakdown.png, cpu.png)")
-    if args.compare:
+    if before is not None:
         print("\nchanges against", args.compare)
-        for line in compare(json.loads(Path(args.compare).read_text()), results):
+        for line in compare(before, results):
             print("  " + line)
     return 0
 

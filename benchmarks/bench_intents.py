@@ -115,7 +115,7 @@ async def intent_turns(config, engines, turns: int, workdir: Path) -> list[dict]
     for n in range(turns):
         text = TTFA_SENTENCES[n % len(TTFA_SENTENCES)]
         voice = piper_wav(text) if n % 2 == 0 else espeak_wav(text)
-        user = concat_wav(workdir / f"user{n}.wav", [0.5, piper_wav("Okay Nabu."), 0.3, voice, 1.0])
+        user = concat_wav(workdir / f"user{n}.wav", [0.5, piper_wav("Alexa."), 0.3, voice, 1.0])
         out, jsonl = ClockedSink(workdir / f"out{n}.wav", config.audio.frame_ms), workdir / f"t{n}.jsonl"
         stages = wire(config, engines, out, [JsonlTraceSink(jsonl, include_text=True, pinned=True)])
         await stages.controller.run(WavSource(user, config.audio.frame_ms, realtime=False).frames(), pace_replies=True)

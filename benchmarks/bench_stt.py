@@ -126,7 +126,8 @@ def main() -> int:
               f"{percentile(latencies, .5):11.0f} ms {percentile(latencies, .9):3.0f} ms {load_s:6.1f}")
         if name == "whisper":
             print(f"{'':13} speculative decode answered {recognizer.speculation_hits} of "
-                  f"{len(subset) + len(latencies)} finals")
+                  f"{len(subset) + len(latencies)} finals; decodes on the {cfg.stt.window_s:g} s window / "
+                  f"30 s: {recognizer.decodes['window']} / {recognizer.decodes['30s']}")
         if not english:
             print(f"{'':13} (Korean model: English WER not meaningful; set EDGEAGENT_BENCH_VOSK_EN for an English one)")
         recognizer.close()

@@ -16,11 +16,10 @@ import numpy as np
 from edgeagent.audio.echo import EchoReference, create_echo_canceller
 from edgeagent.audio.frames import Frame, frame_samples
 from edgeagent.audio.wav import WavSink, read_audio
-from edgeagent.ear.bargein import BargeInDetector
+from edgeagent.ear.bargein import create_barge_in
 from edgeagent.config import load_config
 from edgeagent.tts.factory import create_synthesizer
 from edgeagent.audio.playout import Speaker
-from edgeagent.ear.vad import create_voice_activity
 from edgeagent.ear.wake import create_wake_detector
 from edgeagent.events import ChunkQueued, FirstAudio
 from benchmarks.stats import percentile
@@ -84,18 +83,31 @@ def bench_streaming_vs_whole(voice, rounds=3):
 
 
 # ---------------------------------------------------------------- barge-in
+# The agent's reply plays in real time while the mic hears its echo (x0.4, 40 ms late) and, at
+# some moment, the user talking over it or a sound that is not speech.  Reported: onset -> duck
+# (the reply yields), onset -> silent (it stopped for good), and for coughs, knocks and claps
+# the stops (false: the reply was lost) and the resumes (ducked, then back to full level).
 
-def _mic_signal(voice, user_at_s: float):
-    """The agent's reply as echo (x0.4, 40 ms late) plus the user saying something at ``user_at_s``."""
+INTERRUPTIONS = [("espeak", "stop, wait a moment please"), ("piper", "Stop. What time is it?"),
+                 ("hibari", "Wait, hold on a second."), ("espeak-gb", "No, that is not what I asked.")]
+
+
+def _user_voice(name):
+    from benchmarks.speech import espeak_wav, hibari_wav, piper_wav
+
+    return {"espeak": espeak_wav, "piper": piper_wav, "hibari": hibari_wav,
+            "espeak-gb": lambda t: espeak_wav(t, "en-gb")}[name]
+
+
+def _mic_signal(voice, at_s: float, sound: np.ndarray):
+    """(reply, mic, onset_s): the reply's echo plus ``sound`` at ``at_s``; the onset is its first
+    20 ms at -40 dBFS or more."""
     reply = read_audio_from(voice, " ".join(THREE))
-    espeak = create_synthesizer(_config("espeak"))
-    user = read_audio_from(espeak, "stop, wait a moment please").astype(np.float32) * 0.7
     mic = np.concatenate([np.zeros(640), reply.astype(np.float32) * 0.4])
-    start = int(user_at_s * 16000)
-    mic[start : start + len(user)] += user[: len(mic) - start]
-    frames = user[: len(user) // 320 * 320].reshape(-1, 320)
-    loud = np.sqrt((frames**2).mean(axis=1)) >= 300  # speech onset: the first 20 ms at -40 dBFS or more
-    onset = start + 320 * int(np.argmax(loud))
+    start = int(at_s * 16000)
+    mic[start : start + len(sound)] += sound[: len(mic) - start].astype(np.float32)
+    frames = sound[: len(sound) // 320 * 320].reshape(-1, 320).astype(np.float32)
+    onset = start + 320 * int(np.argmax(np.sqrt((frames**2).mean(axis=1)) >= 300))
     return reply, np.clip(mic, -32768, 32767).astype(np.int16), onset / 16000
 
 
@@ -113,14 +125,15 @@ def _config(engine="piper"):
     return config
 
 
-async def barge_in_once(voice, reply, mic, onset_s, min_speech_ms, canceller) -> float:
-    """Speaker playing in real time; mic frames arrive every 20 ms; BargeIn -> speaker.cancel()."""
+async def barge_in_once(voice, reply, mic, onset_s, min_speech_ms, aec: bool) -> dict:
+    """The daemon's own detector (``create_barge_in``) over a speaker playing in real time, mic frames
+    every 20 ms: an onset ducks, a clear un-ducks, a barge-in cancels.  Times in ms from the onset."""
     config = _config()
+    config.agent.barge_in_min_speech_ms, config.agent.echo_cancel = min_speech_ms, aec
     sink = WavSink(TMP / "barge.wav", sample_rate=voice.sample_rate)
     speaker = Speaker(voice, sink, realtime=True)
     reference = EchoReference(16000)
-    detector = BargeInDetector(reference, create_wake_detector(config), vad=create_voice_activity(config),
-                               canceller=canceller, min_speech_ms=min_speech_ms)
+    detector = create_barge_in(config, reference, create_wake_detector(config))
     seen: dict[type, float] = {}
     playing = asyncio.create_task(speaker.speak(_chunks(THREE), emit=lambda event: seen.setdefault(type(event), event.t)))
     while FirstAudio not in seen:
@@ -128,50 +141,78 @@ async def barge_in_once(voice, reply, mic, onset_s, min_speech_ms, canceller) ->
     detector.start()
     n = frame_samples(20)
     t0 = time.monotonic()
+    out = {"duck": None, "stop": None, "resumed": 0}
     for i in range(0, len(mic) - n + 1, n):
         await asyncio.sleep(max(0.0, t0 + (i + n) / 16000 - time.monotonic()))  # a live mic's pace
         reference.played(reply[i : i + n] if i < len(reply) else np.zeros(n, np.int16))
-        if detector.process(Frame(mic[i : i + n], i // n, i / 16000, time.monotonic())):
+        event = detector.process(Frame(mic[i : i + n], i // n, i / 16000, time.monotonic()))
+        kind = type(event).__name__
+        since_onset = 1000 * (time.monotonic() - (t0 + onset_s))
+        if kind == "BargeInOnset":
+            speaker.duck(True)  # the next frame out is quieter
+            out["duck"] = out["duck"] if out["duck"] is not None else since_onset
+        elif kind == "BargeInCleared":
+            speaker.duck(False)
+            out["resumed"] += 1
+        elif kind == "BargeIn":
             speaker.cancel()  # fades out within this call: the speaker is silent from here
-            silent_t = time.monotonic()
+            out["stop"] = since_onset
             break
-    else:
-        silent_t = None
     await playing
     await sink.close()
     await speaker.close()
-    if silent_t is None:
-        return float("nan")
-    return 1000 * (silent_t - (t0 + onset_s))
+    return out
 
 
-def bench_barge_in(voice, rounds=5):
-    """Onset -> silent; a detection before the onset (echo) or none at all is counted, not timed."""
-    signals = [_mic_signal(voice, 1.0 + 0.37 * k) for k in range(rounds)]
-    for name, min_speech in [("aec", 60), ("aec", 100), ("aec", 300), ("ducking", 300)]:
-        if name == "aec" and create_echo_canceller(True) is None:
+def bench_barge_in(voice, rounds=3):
+    """Onset -> duck and onset -> silent over several voices and moments; a detection before the onset
+    (echo) or none at all is counted, not timed."""
+    signals = [_mic_signal(voice, 1.0 + 0.37 * k + 0.11 * j, read_audio(_user_voice(v)(text)).astype(np.float32) * 0.7)
+               for j, (v, text) in enumerate(INTERRUPTIONS) for k in range(rounds)]
+    for name, min_speech in [("aec", 150), ("aec", 200), ("aec", 300), ("ducking", 200)]:
+        aec = name == "aec"
+        if aec and create_echo_canceller(True) is None:
             print("barge-in with AEC: pywebrtc-audio not installed, skipped")
             continue
-        values = [asyncio.run(barge_in_once(voice, reply, mic, onset_s, min_speech,
-                                            create_echo_canceller(True) if name == "aec" else None))
-                  for reply, mic, onset_s in signals]
-        good = [v for v in values if v == v and v >= 0]
-        label = f"barge-in onset -> silent ({name}, min speech {min_speech} ms)"
+        results = [asyncio.run(barge_in_once(voice, *signal, min_speech, aec)) for signal in signals]
+        stops = [r["stop"] for r in results]
+        ducks = [r["duck"] for r in results if r["duck"] is not None and r["duck"] >= 0]
+        label = f"({name}, min speech {min_speech} ms)"
+        if ducks:
+            report(f"barge-in onset -> duck {label}", ducks, 120)
+        good = [v for v in stops if v is not None and v >= 0]
         if good:
-            report(label, good, 120)
-        print(f"{label:48s} missed {sum(v != v for v in values)}, fired before the user spoke "
-              f"{sum(v < 0 for v in values)} of {len(values)}")
+            report(f"barge-in onset -> silent {label}", good, 300)
+        print(f"{'barge-in ' + label:48s} missed {sum(v is None for v in stops)}, fired before the user spoke "
+              f"{sum(v is not None and v < 0 for v in stops)} of {len(stops)}")
+
+
+def bench_false_stops(voice, positions=3):
+    """Coughs, knocks, claps, a throat-clearing "hm" over the reply: stops (false) and resumes."""
+    from benchmarks.speech import room_noises
+
+    signals = [(name, _mic_signal(voice, 1.0 + 0.53 * k, sound)) for name, sound in room_noises().items()
+               for k in range(positions)]
+    for name, aec in [("aec", True), ("ducking", False)]:
+        config = _config()
+        results = [(sound, asyncio.run(barge_in_once(voice, *signal, config.agent.barge_in_min_speech_ms, aec)))
+                   for sound, signal in signals]
+        stopped = sorted({sound for sound, r in results if r["stop"] is not None})
+        print(f"room sounds over the reply ({name}, min speech {config.agent.barge_in_min_speech_ms} ms): "
+              f"false stops {sum(r['stop'] is not None for _, r in results)} of {len(results)} {stopped}, "
+              f"ducked {sum(r['duck'] is not None for _, r in results)}, resumed {sum(r['resumed'] > 0 for _, r in results)}")
 
 
 def main():
-    piper = create_synthesizer(_config("piper"))
-    espeak = create_synthesizer(_config("espeak"))
-    for voice in (piper, espeak):
+    voices = [create_synthesizer(_config(engine)) for engine in ("hibari", "piper", "espeak")]
+    for voice in voices:
         bench_first_audio(voice)
-    for voice in (piper, espeak):
+    for voice in voices:
         bench_rtf(voice)
-    bench_streaming_vs_whole(piper)
-    bench_barge_in(piper)
+    for voice in voices[:2]:
+        bench_streaming_vs_whole(voice)
+    bench_barge_in(voices[0])
+    bench_false_stops(voices[0])
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ async def run_turns(turns: int, workdir: Path) -> list[dict]:
     for index in range(turns):
         question = QUESTIONS[index % len(QUESTIONS)]
         voice = VOICES[index % len(VOICES)]
-        user = concat_wav(workdir / f"turn{index}.wav", [0.4, piper_wav("Okay Nabu."), 0.3, voice(question), 0.3])
+        user = concat_wav(workdir / f"turn{index}.wav", [0.4, piper_wav("Alexa."), 0.3, voice(question), 0.3])
         audio_out = ClockedSink(workdir / f"reply{index}.wav", config.audio.frame_ms)
         stages = wire(config, engines, audio_out, [])  # a fresh conversation per turn
         await stages.controller.run(WavSource(user, config.audio.frame_ms, realtime=True).frames())

@@ -9,7 +9,9 @@ from typing import Iterable
 from edgeagent.fleet.stats import percentile as _interpolated
 
 NUMBERS = {str(i): w for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve".split())}
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())} | {str(10 * i): w for i, w in enumerate(
+        "thirty forty fifty sixty seventy eighty ninety".split(), 3)}
 
 
 def percentile(values: Iterable[float | None], q: float) -> float:

@@ -132,8 +132,10 @@ class AudioConfig:
 @dataclass
 class WakeConfig:
     engine: Literal["microwakeword", "openwakeword"] = "microwakeword"
-    models: list[str] = field(default_factory=lambda: ["okay_nabu"])
-    threshold: float = bounded(0.0, 0.0, 1.0)  # 0: each model's own cutoff from its JSON metadata
+    # alexa: on voices, rooms and noise it was not tuned on, microWakeWord's alexa misses ~4 % at its
+    # calibrated threshold where okay_nabu misses ~50 % (benchmarks/eval.py, README "Accuracy")
+    models: list[str] = field(default_factory=lambda: ["alexa"])
+    threshold: float = bounded(0.0, 0.0, 1.0)  # 0: each model's calibrated threshold (ear/wake.py), else its own cutoff
     thresholds: dict[str, float] = field(default_factory=dict, metadata={"min": 0.0, "max": 1.0})  # per-model override
     trigger_frames: int = bounded(0, 0, 100)  # probabilities averaged; 0: the model's own window
     refractory_s: float = bounded(2.0, 0.0, 60.0)
@@ -146,11 +148,16 @@ class VadConfig:
     aggressiveness: int = bounded(2, 0, 3)  # webrtc
     threshold: float = bounded(0.5, 0.0, 1.0)  # silero
     min_speech_ms: int = bounded(120, 0, 5000)
-    silence_ms: int = bounded(500, 100, 5000)
-    # end of turn already after this much silence when the transcript so far is a complete sentence.
-    # Off (0) by default: Whisper completes open phrases ("set a timer for" -> "Set a timer for it."),
-    # which would cut off a user who pauses to think; and on 2 cores its decode is rarely ready in time.
-    complete_silence_ms: int = bounded(0, 0, 5000)
+    silence_ms: int = bounded(500, 100, 5000)  # end of turn after this much silence, without an end-of-turn model
+    # smart-turn (pipecat's v3.2) hears whether the talker sounds finished; "none": silence_ms alone
+    turn_model: Literal["smart-turn", "none"] = "smart-turn"
+    turn_threshold: float = bounded(0.5, 0.0, 1.0)  # its P(finished) above which a pause ends the turn early
+    # with the model: end after complete_silence_ms when it says finished and the pause's transcript does
+    # not leave the sentence open; after open_silence_ms when the transcript does ("set a timer for");
+    # otherwise (the model hears an unfinished turn) after incomplete_silence_ms
+    complete_silence_ms: int = bounded(300, 100, 5000)
+    incomplete_silence_ms: int = bounded(800, 100, 5000)
+    open_silence_ms: int = bounded(1500, 100, 5000)
     max_utterance_s: float = bounded(15.0, 1.0, 120.0)
     no_speech_timeout_s: float = bounded(5.0, 0.5, 60.0)
     preroll_ms: int = bounded(300, 0, 2000)
@@ -164,6 +171,17 @@ class SttConfig:
     language: str = "en"
     speculate_after_ms: int = bounded(180, 0, 2000)  # whisper: decode once this much pause follows speech; 0: off
     partial_interval_s: float = bounded(1.0, 0.0, 10.0)  # whisper: background partial decodes; 0: none
+    beam_size: int = bounded(5, 1, 10)  # whisper: beam search width
+    # WebRTC noise suppression + gain control on what the endpointer and STT hear (the wake word hears
+    # the raw microphone): Whisper's WER 0.344 -> 0.298 on the evaluation's tune half (ear/clean.py)
+    clean_audio: bool = True
+    whisper_model: Literal["tiny.en", "base"] = "tiny.en"  # base: optional package pair (models/manifest.toml)
+    # whisper: text the decoder takes as what came before: the device's own words (wake word, names,
+    # "timer", "volume") bias it towards them; empty: none
+    prompt: str = ""
+    # whisper: utterances up to this long are encoded on this window, not Whisper's 30 s (~5x faster);
+    # below ~8 s Whisper repeats itself; 0: always 30 s
+    window_s: float = bounded(10.0, 0.0, 30.0)
 
 
 @dataclass
@@ -192,8 +210,9 @@ class LlmConfig:
 
 @dataclass
 class TtsConfig:
-    engine: Literal["piper", "espeak"] = "piper"
-    voice: str = ""  # piper .onnx path; empty: en_US-joe-medium from the models directory
+    # hibari: first audio ~10x sooner than piper (and Whisper hears it as well); piper joe stays selectable
+    engine: Literal["hibari", "piper", "espeak"] = "hibari"
+    voice: str = ""  # piper .onnx path; empty: en_US-joe-medium from the models directory (hibari: its one voice)
     espeak_voice: str = "en-us"
     length_scale: float = bounded(1.0, 0.3, 3.0)  # >1 speaks slower
     volume: float = bounded(1.0, 0.0, 2.0)
@@ -203,8 +222,12 @@ class TtsConfig:
 class AgentConfig:
     follow_up_s: float = bounded(4.0, 0.0, 30.0)
     barge_in_vad: bool = True
-    barge_in_min_speech_ms: int = bounded(300, 50, 3000)
+    # voice over the reply (140 ms of it speech to Silero) that stops it; it ducks after 40 ms of voice
+    barge_in_min_speech_ms: int = bounded(200, 50, 3000)
     echo_cancel: bool = True
+    # start the reply to what STT decoded of a pause before the end of turn is decided, held silent
+    # until it is (and the final transcript is the same); a discarded one is never heard
+    speculative_reply: bool = True
 
 
 DEFAULT_AREAS = ["living room", "kitchen", "bedroom", "bathroom", "office", "hallway", "dining room", "garage",

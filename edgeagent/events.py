@@ -71,7 +71,20 @@ class TranscriptFinal(Event):
 
 @dataclass(frozen=True)
 class BargeIn(Event):
+    """The user interrupts the reply: it stops for good."""
+
     source: str  # stop_word | vad
+    speech_ms: float = 0.0  # how long ago the interrupting sound began (the next turn listens from there)
+
+
+@dataclass(frozen=True)
+class BargeInOnset(Event):
+    """Someone may be talking over the reply: it ducks until BargeIn or BargeInCleared."""
+
+
+@dataclass(frozen=True)
+class BargeInCleared(Event):
+    """The sound that ducked the reply was not speech (a cough, a knock, the echo): full level again."""
 
 
 @dataclass(frozen=True)
@@ -173,11 +186,13 @@ class Heard(Event):
 
 @dataclass(frozen=True)
 class ReplyDone(Event):
-    """The reply ended (spoken in full, or cancelled: ``cancelled``); ``text`` is what was generated."""
+    """The reply ended (spoken in full, or cancelled: ``cancelled``); ``text`` is what was generated.
+    ``discarded``: a held (speculative) reply cancelled before it was released, never heard."""
 
     text: str
     tokens: int
     cancelled: bool = False
+    discarded: bool = False
 
 
 @dataclass(frozen=True)

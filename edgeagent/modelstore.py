@@ -27,7 +27,7 @@ class ModelError(RuntimeError):
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    kind: str  # wake | vad | stt | tts | llm
+    kind: str  # wake | vad | turn | stt | tts | llm
     source: Literal["pypi", "debian"]
     package: str  # distribution name (pip / apt)
     module: str  # import package that holds the files (pypi only)
@@ -36,17 +36,33 @@ class ModelEntry:
     sha256: str
     license: str
     optional: bool = False  # installed when its package is present; not an error otherwise
+    # a file PyPI's size limit made someone split across packages: "package=module:path" pieces,
+    # joined in order (``package``/``module``/``path`` name the first)
+    parts: tuple[str, ...] = ()
 
     def source_path(self) -> Path:
         if self.source == "debian":
             return Path(self.path)
-        spec = importlib.util.find_spec(self.module)  # locates without running the package's __init__
-        if spec is None or not spec.submodule_search_locations:
-            raise ModelError(f"{self.name}: package {self.package!r} is not installed (pip install {self.package})")
-        return Path(list(spec.submodule_search_locations)[0]) / self.path
+        return _package_file(self.name, self.package, self.module, self.path)
+
+    def part_paths(self) -> list[Path]:
+        """Every piece of a split file, in order."""
+        out = []
+        for part in self.parts:
+            package, _, rest = part.partition("=")
+            module, _, path = rest.partition(":")
+            out.append(_package_file(self.name, package, module, path))
+        return out
 
     def installed_path(self, models_dir: Path) -> Path:
         return models_dir / self.dest
+
+
+def _package_file(name: str, package: str, module: str, path: str) -> Path:
+    spec = importlib.util.find_spec(module)  # locates without running the package's __init__
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"{name}: package {package!r} is not installed (pip install {package})")
+    return Path(list(spec.submodule_search_locations)[0]) / path
 
 
 def load_manifest(path: Path = MANIFEST_PATH) -> list[ModelEntry]:
@@ -54,7 +70,7 @@ def load_manifest(path: Path = MANIFEST_PATH) -> list[ModelEntry]:
         data = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ModelError(f"cannot read model manifest {path}: {exc}") from None
-    return [ModelEntry(**entry) for entry in data.get("model", [])]
+    return [ModelEntry(**{**entry, "parts": tuple(entry.get("parts", ()))}) for entry in data.get("model", [])]
 
 
 def find_entry(name: str, manifest: list[ModelEntry] | None = None) -> ModelEntry:
@@ -97,6 +113,8 @@ def install_model(entry: ModelEntry, models_dir: Path) -> ModelStatus:
     """Copy (hard-link where possible) one model out of its package and verify it."""
     try:
         source = entry.source_path()
+        if entry.parts:
+            return _install_joined(entry, entry.part_paths(), models_dir)
     except ModelError as exc:
         return ModelStatus(entry, "unavailable", str(exc))
     if not source.exists():
@@ -112,6 +130,27 @@ def install_model(entry: ModelEntry, models_dir: Path) -> ModelStatus:
         shutil.copytree(source, target, copy_function=_link_or_copy)
     else:
         _link_or_copy(source, target)
+    return model_status(entry, models_dir)
+
+
+def _install_joined(entry: ModelEntry, parts: list[Path], models_dir: Path) -> ModelStatus:
+    """A split file: its pieces joined into the models directory, then verified."""
+    missing = [p for p in parts if not p.is_file()]
+    if missing:
+        return ModelStatus(entry, "unavailable", f"{missing[0]} not found (pip install the packages named in parts)")
+    target = entry.installed_path(models_dir)
+    if target.is_file() and digest(target) == entry.sha256:
+        return ModelStatus(entry, "ok", "already installed")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    with partial.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as piece:
+                shutil.copyfileobj(piece, out, 1 << 20)
+    if digest(partial) != entry.sha256:
+        partial.unlink()
+        return ModelStatus(entry, "corrupt", f"{entry.package}'s pieces joined do not match the manifest checksum")
+    partial.replace(target)
     return model_status(entry, models_dir)
 
 

@@ -14,7 +14,7 @@ from tests.speech import concat_wav, piper_wav, voiced_seconds
 
 
 def test_daemon_on_wav_with_fleet_notify_and_sigterm(tmp_path, broker):
-    user = concat_wav(tmp_path / "user.wav", [0.5, piper_wav("Okay Nabu."), 0.3,
+    user = concat_wav(tmp_path / "user.wav", [0.5, piper_wav("Alexa."), 0.3,
                                               piper_wav("What is the capital of France?"), 30.0])
     config = device_config(tmp_path, broker, "speaker-1", llm={"max_tokens": 16}, agent={"follow_up_s": 1.0})
     notify_path = tmp_path / "notify.sock"
@@ -35,7 +35,7 @@ def test_daemon_on_wav_with_fleet_notify_and_sigterm(tmp_path, broker):
             messages.append(notify.recv(4096).decode())
         assert watcher.get(lambda m: m.topic == "edgeagent/speaker-1/status" and m.payload == b"online", 30)
         trace = watcher.get_json("edgeagent/speaker-1/telemetry/turn", timeout=60)
-        assert trace["outcome"] == "answered" and trace["wake_word"] == "okay_nabu"
+        assert trace["outcome"] == "answered" and trace["wake_word"] == "alexa"
         assert trace["device_id"] == "speaker-1" and trace["ttfa_ms"] > 0
         assert "transcript" not in trace and "reply" not in trace  # telemetry.include_text is off
         # the answer, then the 1 s follow-up window nobody speaks in, then idle
@@ -113,7 +113,7 @@ def test_a_remote_config_the_daemon_cannot_start_with_is_rolled_back(tmp_path, b
             assert proc.wait(120) != 0
             proc = start()
         back = watcher.get_json("edgeagent/speaker-2/config/reported", lambda r: r["rollback"] is not None, 120)
-        assert back["config"]["wake"]["models"] == ["okay_nabu"] and back["rollback"]["keys"] == ["wake.models"]
+        assert back["config"]["wake"]["models"] == ["alexa"] and back["rollback"]["keys"] == ["wake.models"]
         assert "3 starts" in back["rollback"]["reason"]
         refused = watcher.get_json("edgeagent/speaker-2/config/reported", lambda r: r["last_error"] is not None, 30)
         assert "rolled back" in refused["last_error"]["reason"]

@@ -30,11 +30,11 @@ def _edgeagent(config, *args, env, timeout=300, **kwargs):
 
 
 def test_a_tts_engine_that_keeps_crashing_at_start_is_replaced_by_its_fallback(tmp_path, broker):
-    user = concat_wav(tmp_path / "user.wav", [0.5, piper_wav("Okay Nabu."), 0.3,
+    user = concat_wav(tmp_path / "user.wav", [0.5, piper_wav("Alexa."), 0.3,
                                               piper_wav("What is the capital of France?"), 4.0])
     config = device_config(tmp_path, broker, "crashy", llm={"max_tokens": 12}, agent={"follow_up_s": 0.0})
     out = tmp_path / "agent.wav"
-    env = _env(**{FAULT_INJECT_ENV: "tts:piper"})
+    env = _env(**{FAULT_INJECT_ENV: "tts:hibari"})
     run = ("run", "--input", str(user), "--output", str(out))
     for attempt in range(CRASH_LIMIT):
         died = _edgeagent(config, *run, env=env)
@@ -64,10 +64,10 @@ def test_a_tts_engine_that_keeps_crashing_at_start_is_replaced_by_its_fallback(t
         notify.close()
         states.close()
     ready = next(m for m in messages if "READY=1" in m)
-    assert "degraded: tts: piper crashed the daemon 3 times while starting; using espeak" in ready
+    assert "degraded: tts: hibari crashed the daemon 3 times while starting; using espeak" in ready
     loading = [m for m in messages if m.startswith("EXTEND_TIMEOUT_USEC=")]  # each engine extends the start timeout
     assert any("STATUS=loading tts (espeak)" in m for m in loading)
-    assert not any("loading tts (piper)" in m for m in loading)  # the crashing engine was not tried again
+    assert not any("loading tts (hibari)" in m for m in loading)  # the crashing engine was not tried again
     assert "espeak" in state["degraded"]["tts"]
     assert voiced_seconds(read_audio(out)) > 0.5  # espeak answered the question
 
@@ -75,7 +75,7 @@ def test_a_tts_engine_that_keeps_crashing_at_start_is_replaced_by_its_fallback(t
     start = next(c for c in doctor if c["area"] == "engine" and c["item"] == "tts start")
     assert start["level"] == "warn" and "runs espeak instead" in start["detail"]
     retried = _edgeagent(config, "doctor", "--retry-engines", "--json", env=_env())
-    assert "tts:piper" in retried.stdout
+    assert "tts:hibari" in retried.stdout
 
 
 def test_doctor_runs_each_engine_in_a_child_and_reports_a_crash_as_a_failure(tmp_path):

@@ -390,3 +390,35 @@ def test_running_timers_are_published_for_the_screen_as_they_change(skills, matc
     assert all(isinstance(e, TimersChanged) for e in shown)
     assert [[(t.label, t.ends_at - skills.timers.clock()) for t in e.timers] for e in shown] == [
         [], [("pasta timer", 300.0)], []]
+
+
+def test_a_held_intent_acts_only_once_released_and_a_discarded_one_never(skills, matcher):
+    """A speculative reply (the end of turn not yet confirmed) may match, but it must not set the
+    timer: the user may still be saying 'Set a timer for ten minutes... no, twenty'."""
+    from edgeagent.events import IntentMatched, ReplyDone
+    from edgeagent.intents.replier import IntentReplier
+    from edgeagent.llm.conversation import Conversation
+    from edgeagent.turn.reply import ReplyPipeline
+
+    async def main():
+        replier = IntentReplier(ReplyPipeline(None, Conversation(""), skills.volume.speaker), matcher, skills,
+                                load_config(None, env={}))
+        discarded = replier.answer("Set a timer for ten minutes.", "t1", held=True)
+        await asyncio.sleep(0.2)
+        timers_while_held = list(skills.timers.timers)
+        discarded.withdraw()
+        dropped = [e async for e in discarded.events()]
+        timers_after_discard = list(skills.timers.timers)
+        kept = replier.answer("Set a timer for twenty minutes.", "t1", held=True)
+        await asyncio.sleep(0.2)
+        timers_before_release = list(skills.timers.timers)
+        kept.release()
+        played = [e async for e in kept.events()]
+        return timers_while_held, dropped, timers_after_discard, timers_before_release, played
+
+    while_held, dropped, after_discard, before_release, played = asyncio.run(main())
+    assert while_held == [] and after_discard == [] and before_release == []
+    assert not any(isinstance(e, IntentMatched) for e in dropped)
+    assert isinstance(dropped[-1], ReplyDone) and dropped[-1].discarded
+    assert [e.slots for e in played if isinstance(e, IntentMatched)] == [{"minutes": 20}]
+    assert [t.duration_s for t in skills.timers.timers] == [1200.0]

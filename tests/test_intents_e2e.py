@@ -44,7 +44,7 @@ def config(tmp_path):
 
 def request(tmp_path, wav, name="user"):
     """The wake word (piper), then the request in its own voice."""
-    return concat_wav(tmp_path / f"{name}.wav", [0.5, piper_wav("Okay Nabu."), 0.3, wav, 1.0])
+    return concat_wav(tmp_path / f"{name}.wav", [0.5, piper_wav("Alexa."), 0.3, wav, 1.0])
 
 
 def converse(config, engines, user, tmp_path, **kwargs):

@@ -18,10 +18,10 @@ from edgeagent.events import NoSpeech, SpeechEnded, SpeechStarted
 from edgeagent.ear.vad import create_endpointer, create_voice_activity, is_complete_sentence
 from edgeagent.ear.wake import WakeModelError, create_wake_detector
 from tests.conftest import REPO
-from tests.speech import concat_wav, espeak_wav, piper_wav
+from tests.speech import concat_wav, espeak_wav, hibari_wav, piper_wav
 
-POSITIVES = [lambda: piper_wav("Okay Nabu."), lambda: espeak_wav("Okay Nabu"), lambda: espeak_wav("Okay Nabu", "en-gb"),
-             lambda: espeak_wav("Okay Nabu", "en-us+f3", 140)]
+POSITIVES = [lambda: piper_wav("Alexa."), lambda: espeak_wav("Alexa"), lambda: espeak_wav("Alexa", "en-gb"),
+             lambda: espeak_wav("Alexa", "en-us+f3", 140)]  # the default wake word (see WakeConfig.models)
 NEGATIVES = ["What is the weather like today?", "Okay, now I am busy.", "Turn on the kitchen lights please."]
 
 
@@ -44,7 +44,7 @@ def wake_on(config, parts, tmp_path, speaking=False):
 @pytest.mark.parametrize("make_clip", POSITIVES)
 def test_wake_word_fires_on_the_phrase_in_several_voices(config, tmp_path, make_clip):
     detections = wake_on(config, [0.5, make_clip(), 0.5], tmp_path)
-    assert [d.word for d in detections] == ["okay_nabu"]
+    assert [d.word for d in detections] == ["alexa"]
     assert 0.5 < detections[0].audio_s < 2.5
 
 
@@ -61,12 +61,12 @@ def test_wake_word_ignores_silence_and_noise(config, tmp_path):
 
 
 def test_threshold_is_per_model(config, tmp_path):
-    config.wake.thresholds = {"okay_nabu": 0.9999}
-    assert wake_on(config, [0.5, piper_wav("Okay Nabu."), 0.5], tmp_path) == []
+    config.wake.thresholds = {"alexa": 0.9999}
+    assert wake_on(config, [0.5, piper_wav("Alexa."), 0.5], tmp_path) == []
 
 
 def test_refractory_period(config, tmp_path):
-    phrase = piper_wav("Okay Nabu.")
+    phrase = piper_wav("Alexa.")
     assert len(wake_on(config, [0.3, phrase, 0.2, phrase, 0.5], tmp_path)) == 1  # 2 s refractory
     config.wake.refractory_s = 0.0
     assert len(wake_on(config, [0.3, phrase, 0.2, phrase, 0.5], tmp_path)) == 2
@@ -85,7 +85,7 @@ def test_a_score_wobbling_around_the_threshold_fires_once(config):
         def probabilities(self, samples, key=None):
             return [next(self.scores)]
 
-    slot.model, slot.window = Scripted(), collections.deque(maxlen=1)
+    slot.model, slot.trigger.window = Scripted(), collections.deque(maxlen=1)
     fired = [bool(detector.process(Frame(np.zeros(320, np.int16), i, i * 0.02, 0.0))) for i in range(10)]
     assert fired == [False, True, False, False, False, False, False, False, True, False]
 
@@ -93,11 +93,13 @@ def test_a_score_wobbling_around_the_threshold_fires_once(config):
 @pytest.mark.parametrize("text, complete", [
     ("What is the capital of France?", True),
     ("Turn on the kitchen lights.", True),
-    ("Stop!", False),  # one word: too little to be sure
+    ("turn on the kitchen lights", True),  # whisper does not always punctuate
+    ("Stop!", True),
     ("Set a timer for", False),
     ("Set a timer for.", False),  # whisper punctuates a pause, the sentence is still open
     ("What's the weather like?", True),
     ("Play some music...", False),
+    ("Remind me to,", False),
     ("", False),
 ])
 def test_complete_sentence_rule(text, complete):
@@ -105,7 +107,7 @@ def test_complete_sentence_rule(text, complete):
 
 
 def test_stop_word_only_while_speaking(config, tmp_path):
-    config.wake.stop_word = "alexa"
+    config.wake.models, config.wake.stop_word = ["okay_nabu"], "alexa"
     clip = [0.3, piper_wav("Alexa."), 0.5]
     assert wake_on(config, clip, tmp_path, speaking=False) == []
     assert [d.word for d in wake_on(config, clip, tmp_path, speaking=True)] == ["alexa"]
@@ -138,9 +140,9 @@ def true_bounds(samples, offset_s):
     return offset_s + loud[0] / 16000, offset_s + loud[-1] / 16000
 
 
-def endpoint(config, parts, tmp_path):
+def endpoint(config, parts, tmp_path, turn_model=None, settled_text=None):
     wav = concat_wav(tmp_path / "utt.wav", parts)
-    endpointer = create_endpointer(config, create_voice_activity(config))
+    endpointer = create_endpointer(config, create_voice_activity(config), turn_model)
     events, decided = [], {}
 
     async def run():
@@ -149,7 +151,7 @@ def endpoint(config, parts, tmp_path):
             if first:
                 endpointer.begin(frame)
                 first = False
-            for event in endpointer.process(frame):
+            for event in endpointer.process(frame, settled_text):
                 events.append(event)
                 decided[type(event)] = frame.audio_s + frame.duration_s
 
@@ -172,6 +174,62 @@ def test_speech_start_and_end_within_tolerance(config, tmp_path, engine):
     assert len(endpointer.preroll()) >= (config.vad.min_speech_ms / 1000) * 16000  # first syllable kept for STT
 
 
+class AtOnce:
+    """An end-of-turn model answered before the next frame (so a file read fast decides as live audio
+    would): ``SmartTurn`` itself, or a fixed verdict for the rule table."""
+
+    def __init__(self, model=None, probability: float | None = None):
+        self.model, self.fixed, self.heard = model, probability, []
+
+    def submit(self, audio):
+        from concurrent.futures import Future
+
+        self.heard.append(len(audio))
+        done = Future()
+        done.set_result(self.fixed if self.model is None else self.model.probability(audio))
+        return done
+
+    def close(self):
+        pass
+
+
+QUESTION = "What is the capital of France?"
+
+
+@pytest.mark.parametrize("p_finished, settled, reason", [
+    (0.9, QUESTION, "complete"),  # the model and the transcript agree: the early end
+    (0.9, None, "complete"),  # an engine that does not decode pauses: the model alone
+    (0.9, "What is the capital of", "open"),  # the transcript leaves it open: wait longest
+    (0.1, QUESTION, "silence"),  # the model hears an unfinished turn: wait
+    (0.9, "", "silence"),  # STT has not decoded the pause yet: wait for it (here: it never does)
+])
+def test_end_of_turn_rule(config, tmp_path, p_finished, settled, reason):
+    config.vad.turn_model = "smart-turn"
+    model = AtOnce(probability=p_finished)
+    clip = piper_wav(QUESTION)
+    _, end = true_bounds(read_audio(clip), 0.5)
+    text = None if settled is None else (lambda: settled or None)
+    events, decided, _ = endpoint(config, [0.5, clip, 2.0], tmp_path, model, text)
+    ended = [e for e in events if isinstance(e, SpeechEnded)]
+    assert len(ended) == 1 and ended[0].reason == ("silence" if reason == "open" else reason)
+    waited = decided[SpeechEnded] - end
+    limit = {"complete": config.vad.complete_silence_ms, "silence": config.vad.incomplete_silence_ms,
+             "open": config.vad.open_silence_ms}[reason]
+    assert limit / 1000 <= waited <= limit / 1000 + 0.1  # + the VAD's hangover and a frame
+    assert len(model.heard) == 1 and model.heard[0] > 16000  # asked once, on the utterance (with its pre-roll)
+
+
+@pytest.mark.parametrize("make", [piper_wav, hibari_wav, espeak_wav])
+def test_smart_turn_hears_a_finished_question_as_finished(config, tmp_path, make):
+    """smart-turn v3.2 itself, on the utterance as the endpointer keeps it: the early end."""
+    from edgeagent.ear.turn_model import SmartTurn
+    from edgeagent.modelstore import model_path
+
+    smart = AtOnce(SmartTurn(model_path("smart-turn/v3.2-cpu", config.models_dir)))
+    events, _, _ = endpoint(config, [0.5, make(QUESTION), 2.0], tmp_path, smart)
+    assert [e.reason for e in events if isinstance(e, SpeechEnded)] == ["complete"]
+
+
 def test_no_speech_timeout_and_max_length(config, tmp_path):
     events, _, _ = endpoint(config, [config.vad.no_speech_timeout_s + 0.5], tmp_path)
     assert [type(e) for e in events] == [NoSpeech]
@@ -182,12 +240,12 @@ def test_no_speech_timeout_and_max_length(config, tmp_path):
 
 
 def test_listen_cli_prints_wake_and_speech_times(tmp_path):
-    wav = concat_wav(tmp_path / "in.wav", [0.5, piper_wav("Okay Nabu."), 0.3, piper_wav("What time is it?"), 1.0])
+    wav = concat_wav(tmp_path / "in.wav", [0.5, piper_wav("Alexa."), 0.3, piper_wav("What time is it?"), 1.0])
     result = subprocess.run([sys.executable, "-m", "edgeagent", "listen", "--input", str(wav), "--json"],
                             capture_output=True, text=True, cwd=REPO, timeout=120)
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [e["event"] for e in events] == ["wake", "speech_start", "speech_end"], result.stderr[-1500:]
-    assert events[0]["word"] == "okay_nabu" and events[1]["time_s"] < events[2]["time_s"]
+    assert events[0]["word"] == "alexa" and events[1]["time_s"] < events[2]["time_s"]
 
 
 @pytest.mark.parametrize("phrase, make", [("Hey Jarvis", piper_wav), ("Hey Jarvis", espeak_wav), ("Alexa", espeak_wav)])

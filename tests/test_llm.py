@@ -164,6 +164,24 @@ def test_closing_the_stream_stops_local_generation(local):
         local.max_tokens = 24
 
 
+def test_the_local_models_memory_does_not_grow_with_the_prompts_it_has_seen(local):
+    """llama.cpp's server keeps host-RAM copies of earlier prompts (up to 8 GiB by default, ~1 MiB a
+    turn): on a 1 GB speaker that is a slow leak.  Switched off, a dozen different questions leave
+    the process's memory where it was."""
+    import psutil
+
+    process = psutil.Process(local.worker.pid)
+
+    async def ask(question):
+        return await collect(local.stream([MESSAGES[0], {"role": "user", "content": question}]))
+
+    asyncio.run(ask("Warm up, please."))
+    before = process.memory_info().rss
+    for n in range(12):
+        asyncio.run(ask(f"Tell me one fact about the number {n * 7 + 3} and a colour."))
+    assert process.memory_info().rss - before < 4 * 2**20
+
+
 def test_a_crash_of_the_local_model_ends_only_its_answer_and_it_comes_back():
     """SIGSEGV in llama.cpp mid-answer: the stream fails with the signal named, the worker restarts,
     the next request is answered, and this (the daemon's) process never noticed a thing."""

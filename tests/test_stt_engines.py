@@ -137,6 +137,36 @@ def test_whisper_speech_after_a_pause_invalidates_the_speculation(config):
     assert recognizer.speculation_hits == hits + 1  # the second, up-to-date speculation answered
 
 
+def test_whisper_speculation_keeps_a_soft_last_sound(config):
+    """The pause is decoded with the speech before it: the "ch" of "much" is quieter than the pause
+    threshold, and a decode cut at the last loud frame heard "... sleep so"."""
+    recognizer = engine(config, "whisper")
+    heard = transcribe(recognizer, with_pauses(speech("piper", "Can you tell me a fun fact about cats and why they like to sleep so much?")))
+    assert heard.rstrip("?.").endswith("so much"), heard
+
+
+def test_whisper_decodes_short_speech_on_its_window_and_long_speech_on_30_s(config):
+    """A request fits the 10 s window (encoded on it alone); a 13 s monologue does not, and none of it is lost."""
+    recognizer = engine(config, "whisper")
+    before = dict(recognizer.decodes)
+    short = recognizer.transcribe(with_pauses(speech("piper", "what is the weather like tomorrow"))).text.lower()
+    assert "weather" in short and "tomorrow" in short, short
+    assert recognizer.decodes == {"window": before["window"] + 1, "30s": before["30s"]}
+    parts = [speech("piper", "turn on the kitchen lights"), silence(4.0), speech("piper", "play some jazz music"),
+             silence(4.0), speech("piper", "what time is it in london")]
+    monologue = np.concatenate(parts)
+    assert len(monologue) > 12 * 16000
+    long = recognizer.transcribe(monologue).text.lower()
+    assert "kitchen" in long and "jazz" in long and "london" in long, long
+    assert recognizer.decodes["30s"] == before["30s"] + 1
+
+
+def test_whisper_hears_no_words_in_noise(config):
+    recognizer = engine(config, "whisper")
+    noise = np.random.default_rng(3).normal(0, 1500, 3 * 16000).astype(np.int16)
+    assert recognizer.transcribe(noise).text == ""
+
+
 # ------------------------------------------------------------ through the streaming wrapper
 
 
@@ -170,6 +200,27 @@ def test_partials_arrive_before_the_final(config, name):
     assert final.text and final.engine == name
     assert partials, f"{name}: no partial before the final {final.text!r}"
     assert all(p.text for p in partials)
+
+
+def test_an_utterance_can_start_with_seconds_of_pre_roll(config):
+    """A talker who went on after the end of turn is heard again from the start: the words before the
+    pause come as pre-roll, the rest live, and the transcript has both."""
+    recognizer = engine(config, "whisper")
+    before = np.concatenate([silence(0.3), speech("piper", "set a timer for"), silence(0.6)])
+    rest = with_pauses(speech("piper", "ten minutes"))
+
+    async def run():
+        transcriber = StreamingTranscriber(recognizer)
+        try:
+            utterance = transcriber.start(before)
+            for i in range(0, len(rest), FRAME):
+                utterance.audio(rest[i : i + FRAME])
+            return await utterance.finish()
+        finally:
+            await transcriber.close()
+
+    heard = asyncio.run(run()).text.lower()
+    assert "timer" in heard and ("ten" in heard or "10" in heard) and "minute" in heard, heard
 
 
 @pytest.mark.parametrize("name", ["whisper", "pocketsphinx", "vosk"])
@@ -251,3 +302,11 @@ def test_wrong_sample_format_is_rejected(config):
     with pytest.raises(ValueError, match="expected int16"):
         recognizer.feed(np.zeros(320, np.float32))
     recognizer.reset()
+
+
+def test_a_sentence_whisper_says_twice_is_kept_once():
+    from edgeagent.stt.whisper_engine import without_repeats
+
+    assert without_repeats("What is 2 plus 2? What is 2 plus 2") == "What is 2 plus 2?"
+    assert without_repeats("Turn on the lights. Turn off the fan.") == "Turn on the lights. Turn off the fan."
+    assert without_repeats("It is 3.5 degrees.") == "It is 3.5 degrees."

@@ -19,7 +19,7 @@ import pytest
 from edgeagent.audio.frames import Frame
 from edgeagent.config import load_config
 from edgeagent.ear.vad import EndpointState
-from edgeagent.events import (AgentState, BargeIn, ChunkQueued, FirstAudio, FirstSynth, FirstToken, Heard, LlmRouted,
+from edgeagent.events import (AgentState, BargeIn, BargeInOnset, ChunkQueued, FirstAudio, FirstSynth, FirstToken, Heard, LlmRouted,
                               NoSpeech, ReplyDone, ReplyFailed, SpeechEnded, SpeechStarted, TranscriptFinal,
                               WakeDetected)
 from edgeagent.turn.controller import APOLOGY, TurnController
@@ -43,6 +43,8 @@ class Script:
     stop_at: int | None = None  # SIGTERM
     muted: bool = False
     frames: int = 80
+    # what STT decoded of the pause so far: (from frame, to frame, text); outside these spans, nothing
+    settled: tuple[tuple[int, int, str], ...] = ()
 
 
 class ScriptedWake:
@@ -98,10 +100,11 @@ class ScriptedEndpointer:
 
 class ScriptedUtterance:
     def __init__(self, script: Script):
-        self.script, self.cancelled = script, False
+        self.script, self.cancelled, self.frame = script, False, -1
+        self.decodes_pauses = True
 
     def audio(self, frame) -> None:
-        pass
+        self.frame = frame.index
 
     async def finish(self) -> TranscriptFinal:
         await asyncio.sleep(self.script.stt_s)
@@ -113,7 +116,7 @@ class ScriptedUtterance:
         self.cancelled = True
 
     def settled_text(self):
-        return None
+        return next((text for start, end, text in self.script.settled if start <= self.frame < end), None)
 
 
 class ScriptedTranscriber:
@@ -130,15 +133,31 @@ class ScriptedReplier:
     def __init__(self, script: Script):
         self.script = script
         self.announced: list[str] = []
+        self.answered: list[tuple[str, bool]] = []  # (text, held)
+        self.heard: list[tuple[str, str]] = []  # (text answered, what of it was heard)
 
-    def answer(self, user_text: str, turn_id: str = "") -> Reply:
-        return Reply(self._answer, silence=lambda: None, name="scripted")
+    def answer(self, user_text: str, turn_id: str = "", *, held: bool = False) -> Reply:
+        self.answered.append((user_text, held))
+        gate = asyncio.Event()
+        if not held:
+            gate.set()
+
+        async def answer(emit):
+            try:
+                await self._answer(emit, gate)
+            finally:
+                heard = next((e for e in reversed(emitted) if isinstance(e, Heard)), None)
+                self.heard.append((user_text, heard.text if heard else ""))
+
+        emitted: list = []
+        return Reply(lambda emit: answer(lambda e: (emitted.append(e), emit(e))), silence=lambda: None,
+                     name="scripted", gate=gate)
 
     def announce(self, text: str) -> Reply:
         self.announced.append(text)
         return Reply(self._announce, silence=lambda: None, name="scripted-announce")
 
-    async def _answer(self, emit) -> None:
+    async def _answer(self, emit, gate: asyncio.Event) -> None:
         now = asyncio.get_running_loop().time
         emit(LlmRouted(t=now(), backend="local", reason="scripted"))
         if self.script.reply == "fail":
@@ -152,6 +171,7 @@ class ScriptedReplier:
             emit(ChunkQueued(t=now(), text="It is noon.", index=0))
             await asyncio.sleep(0.01)
             emit(FirstSynth(t=now()))
+            await gate.wait()  # held: nothing plays before the release
             emit(FirstAudio(t=now()))
             started = now()
             try:
@@ -159,8 +179,12 @@ class ScriptedReplier:
             finally:
                 played = (now() - started) * 1000
         except asyncio.CancelledError:
-            emit(Heard(t=now(), text="It is", played_ms=played, cancelled=True))
-            emit(ReplyDone(t=now(), text="It is noon.", tokens=4, cancelled=True))
+            if gate.is_set():
+                emit(Heard(t=now(), text="It is", played_ms=played, cancelled=True))
+                emit(ReplyDone(t=now(), text="It is noon.", tokens=4, cancelled=True))
+            else:  # discarded before its release: nothing was heard
+                emit(Heard(t=now(), text="", played_ms=0.0, cancelled=True))
+                emit(ReplyDone(t=now(), text="It is noon.", tokens=4, cancelled=True, discarded=True))
             raise
         emit(Heard(t=now(), text="It is noon.", played_ms=played, cancelled=False))
         emit(ReplyDone(t=now(), text="It is noon.", tokens=4))
@@ -183,10 +207,11 @@ class ScriptedBargeIn:
         return BargeIn(t=frame.t, source="vad") if frame.index == self.script.barge_in_at else None
 
 
-def run(script: Script, follow_up_s: float = 0.0, before=lambda controller: None, on_event=lambda event, turn: None):
+def run(script: Script, follow_up_s: float = 0.0, before=lambda controller: None, on_event=lambda event, turn: None,
+        agent: dict | None = None):
     """Feed the script's frames; ``before(controller)`` runs on the loop first.  (controller, states, traces, replier)"""
     config = load_config(env={})
-    config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, follow_up_s=follow_up_s))
+    config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, follow_up_s=follow_up_s, **(agent or {})))
     states, traces = [], []
     replier = ScriptedReplier(script)
     controller = TurnController(
@@ -305,3 +330,97 @@ def test_the_screen_sees_every_event_with_its_turn_even_a_reply_unwinding_after_
     follow_up = next(i for i, (kind, turn, new) in enumerate(seen) if new == "listening" and turn not in ("", barged))
     assert seen.index(("Heard", barged, "")) > follow_up  # reported after the next turn began, still as its own
     assert ("StateChanged", "", "idle") in seen  # idle belongs to no turn
+
+
+# ------------------------------------------------------------ speculative replies
+
+
+def test_a_reply_started_during_the_pause_plays_when_the_end_of_turn_confirms_it():
+    script = Script(wake_at=(5,), speech=(10, 30), settled=((24, 99, "what time is it"),))
+    _, states, traces, replier = run(script)
+    assert states == ANSWERED and [t.outcome for t in traces] == ["answered"]
+    trace = traces[0]
+    assert replier.answered == [("what time is it", True)]  # one reply, started held, never a second one
+    assert trace.speculative and trace.speculations_discarded == 0
+    assert trace.reply_start_ms < trace.end_of_turn_ms  # the LLM was asked before the end of turn
+    assert trace.heard_reply == "It is noon." and trace.ttfa_ms >= trace.end_of_turn_ms
+
+
+def test_talking_on_discards_the_held_reply_unheard():
+    """A pause, a speculation, more words: the held reply is dropped and the final one answered."""
+    script = Script(wake_at=(5,), speech=(10, 40), heard="what time is it in london",
+                    settled=((18, 22, "what time is it"), (34, 99, "what time is it in london")))
+    _, states, traces, replier = run(script)
+    assert states == ANSWERED and traces[0].outcome == "answered"
+    assert replier.answered == [("what time is it", True), ("what time is it in london", True)]
+    assert traces[0].speculative and traces[0].speculations_discarded == 1
+    assert ("what time is it", "") in replier.heard  # nothing of the discarded one was heard
+    assert traces[0].transcript == "what time is it in london" and traces[0].heard_reply == "It is noon."
+
+
+def test_a_final_transcript_that_differs_discards_the_speculation_and_answers_it_afresh():
+    script = Script(wake_at=(5,), speech=(10, 30), heard="what time is it in london",
+                    settled=((24, 99, "what time is it"),))
+    _, _, traces, replier = run(script)
+    assert replier.answered == [("what time is it", True), ("what time is it in london", False)]
+    assert not traces[0].speculative and traces[0].speculations_discarded == 1
+    assert replier.heard[0] == ("what time is it", "")
+
+
+@pytest.mark.parametrize("how", ["cancel", "barge_in"])
+def test_a_turn_stopped_before_its_end_discards_the_speculation(how):
+    """A remote cancel while listening, or an interruption while STT still decodes: nothing is heard."""
+    if how == "cancel":
+        script = Script(wake_at=(5,), speech=(10, 60), settled=((20, 99, "what time is it"),), cancel_at=30)
+    else:
+        script = Script(wake_at=(5,), speech=(10, 30), stt_s=1.0, barge_in_at=33, frames=90,
+                        settled=((24, 99, "what time is it"),))
+    controller, _, traces, replier = run(script)
+    assert traces[0].speculations_discarded == 1 and not traces[0].speculative
+    assert replier.heard == [("what time is it", "")]
+    assert controller.turn is None and controller.state == AgentState.IDLE
+
+
+def test_no_speculation_when_it_is_switched_off():
+    config_off = {"speculative_reply": False}
+    script = Script(wake_at=(5,), speech=(10, 30), settled=((24, 99, "what time is it"),))
+    _, _, traces, replier = run(script, agent=config_off)
+    assert replier.answered == [("what time is it", False)] and not traces[0].speculative
+
+
+def test_talking_again_before_the_answer_is_heard_continues_the_same_turn():
+    """The end of turn came in a pause mid-request; the user goes on before any audio of the answer:
+    the answer is withdrawn unheard and the whole utterance is listened to again, in the same turn."""
+    class GoesOn(ScriptedBargeIn):
+        def process(self, frame: Frame):
+            return BargeInOnset(t=frame.t) if frame.index == 31 else None
+
+    class TwoUtterances(ScriptedEndpointer):
+        def begin(self, frame, lookback_ms=0, no_speech_timeout_s=None) -> None:
+            super().begin(frame, lookback_ms, no_speech_timeout_s)
+            self.lookbacks = getattr(self, "lookbacks", []) + [lookback_ms]
+            if lookback_ms:  # listening again: the rest of the request from frame 33 to 50 (STT shares the script)
+                self.script.speech, self.script.heard = (33, 50), "set a timer for ten minutes"
+
+    script = Script(wake_at=(5,), speech=(10, 30), heard="set a timer for", stt_s=0.2, frames=100)
+    config = load_config(env={})
+    config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, follow_up_s=0.0))
+    states, traces = [], []
+    replier, endpointer = ScriptedReplier(script), TwoUtterances(script)
+    controller = TurnController(
+        config, wake=ScriptedWake(script), endpointer=endpointer, transcriber=ScriptedTranscriber(script),
+        replier=replier, barge_in=GoesOn(script), publish_trace=traces.append,
+        on_state=lambda change: states.append(change.new.value))
+
+    async def frames():
+        loop = asyncio.get_running_loop()
+        for index in range(script.frames):
+            yield Frame(np.zeros(320, np.int16), index, index * FRAME_S, loop.time())
+            await asyncio.sleep(FRAME_S / 4)
+
+    asyncio.run(controller.run(frames()))
+    assert states == ["listening", "thinking", "idle", "listening", "thinking", "speaking", "idle"]
+    assert [t.outcome for t in traces] == ["answered"]  # one turn, one trace
+    assert traces[0].continued == 1 and traces[0].transcript == "set a timer for ten minutes"
+    assert endpointer.lookbacks[-1] >= 21 * 20  # listening again reaches back to the utterance's start
+    assert replier.heard[-1] == ("set a timer for ten minutes", "It is noon.")

@@ -122,7 +122,7 @@ def test_the_page_follows_a_real_conversation_barge_in_mute_and_tap_to_speak(tmp
                              "--output", str(tmp_path / "agent.wav")], cwd=REPO, env=env, stdin=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, stderr=open(log_path, "wb"))
     mic = Mic(proc.stdin)
-    wake, question = piper_wav("Okay Nabu."), piper_wav("What is the capital of France?")
+    wake, question = piper_wav("Alexa."), piper_wav("What is the capital of France?")
     story, interruption = piper_wav("Tell me a long story about a dragon and a knight."), espeak_wav("What is two plus two?")
     try:
         with chromium(tmp_path / "profile") as driver:

@@ -28,6 +28,7 @@ from edgeagent.tts.base import Synthesizer
 from edgeagent.tts.captions import spoken_text
 
 HEARD_FRACTION = 0.5  # a chunk counts as heard once at least half of its audio has played
+DUCK_GAIN = 0.2  # -14 dB while someone may be talking over the reply: they hear it yield, it is not lost
 
 
 @dataclass
@@ -68,8 +69,14 @@ class Speaker:
     def set_volume(self, volume: float) -> None:
         self.volume = volume
 
-    def _reset(self, emit: Callable[[Event], None] = lambda event: None) -> None:
+    def duck(self, ducked: bool) -> None:
+        """Lower the reply from the next frame on (a possible barge-in), or bring it back."""
+        self._gain = DUCK_GAIN if ducked else 1.0
+
+    def _reset(self, emit: Callable[[Event], None] = lambda event: None, hold: asyncio.Event | None = None) -> None:
         self._emit = emit
+        self._hold = hold
+        self._gain = 1.0
         self._synthesized = False
         self._chunks: list[_Chunk] = []
         self._frames: asyncio.Queue[tuple[int, np.ndarray] | None] = asyncio.Queue()
@@ -83,9 +90,11 @@ class Speaker:
 
     # ------------------------------------------------------------------ public
 
-    async def speak(self, chunks: AsyncIterable[str | Sound], emit: Callable[[Event], None] = lambda event: None) -> Heard:
-        """Synthesize and play every chunk; returns when playback ends or is cancelled."""
-        self._reset(emit)
+    async def speak(self, chunks: AsyncIterable[str | Sound], emit: Callable[[Event], None] = lambda event: None,
+                    hold: asyncio.Event | None = None) -> Heard:
+        """Synthesize and play every chunk; returns when playback ends or is cancelled.  With ``hold``,
+        synthesis starts at once but nothing plays until ``hold`` is set (a speculative reply)."""
+        self._reset(emit, hold)
         self.sink.on_first_play = lambda t: emit(FirstAudio(t=t))
         synth = asyncio.create_task(self._synthesize_all(chunks), name="tts-synth")
         try:
@@ -121,7 +130,8 @@ class Speaker:
         # A sink still holding audio fades it out itself; one that has played everything it was
         # given stops at a full-level sample, so fade the next frame we had not yet written.
         still_playing = dropped or self.sink.queued_samples
-        fade = np.zeros(0, np.int16) if still_playing else self._faded(self._peek_next()[: self.fade])
+        never_played = not self._written  # e.g. a held reply: not even a faded frame of it is heard
+        fade = np.zeros(0, np.int16) if still_playing or never_played else self._faded(self._peek_next()[: self.fade])
         while not self._frames.empty():
             self._frames.get_nowait()
         self._queued = 0
@@ -215,6 +225,8 @@ class Speaker:
         """Hand frames to the sink at real-time pace, one frame ahead of the device."""
         start = None
         sent_s = 0.0
+        if self._hold is not None:  # made ahead, played once released (or dropped unheard)
+            await self._wait_any(self._hold.wait(), self._cancelled.wait())
         while not self._cancelled.is_set():
             if start is None and self.realtime:  # fill the jitter buffer first (or take a short reply whole)
                 await self._wait_any(self._until_buffered(), self._synth_done.wait())
@@ -235,8 +247,8 @@ class Speaker:
                     if self._cancelled.is_set():
                         self._frames.put_nowait((index, frame))  # cancel() fades from it
                         break
-            if self.volume != 1.0:
-                frame = np.clip(frame * self.volume, -32768, 32767).astype(np.int16)
+            if self.volume * self._gain != 1.0:
+                frame = np.clip(frame * (self.volume * self._gain), -32768, 32767).astype(np.int16)
             await self.sink.write(frame)
             self._written += len(frame)
             self._chunks[index].played += len(frame)

@@ -10,7 +10,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("say", help="speak text with the configured voice (or write it to a WAV file)")
     parser.add_argument("text", help="what to say")
     parser.add_argument("--output", "-o", help="WAV file to write instead of playing on the speaker")
-    parser.add_argument("--engine", choices=["piper", "espeak"], help="override tts.engine")
+    parser.add_argument("--engine", choices=["hibari", "piper", "espeak"], help="override tts.engine")
     parser.set_defaults(handler=run)
 
 

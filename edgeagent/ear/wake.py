@@ -230,20 +230,51 @@ REARM_FRACTION = 0.6  # after firing, a model fires again only once its score fe
 
 
 @dataclass
-class _Slot:
-    model: MicroWakeWordModel
+class Trigger:
+    """One model's decision: the mean of its last ``window`` probabilities against ``threshold``,
+    firing once per utterance (hysteresis) and then quiet for the refractory period.  Benchmarks
+    replay recorded probabilities through it to sweep thresholds."""
+
     threshold: float
     window: collections.deque
-    is_stop_word: bool
     quiet_until_s: float = 0.0  # refractory: audio time before which this model cannot fire
     latched: bool = False  # fired, and the score has not dropped well below the threshold since
+
+    def update(self, probabilities: list[float], end_s: float, refractory_s: float, armed: bool = True) -> float | None:
+        """Take this frame's probabilities; the score when the model fires on it, else None."""
+        self.window.extend(probabilities)
+        if not self.window:
+            return None
+        score = float(np.mean(self.window)) if len(self.window) == self.window.maxlen else 0.0
+        if score < self.threshold:
+            if score < self.threshold * REARM_FRACTION:  # hysteresis: a wobble around the
+                self.latched = False                      # threshold is still the same utterance
+            return None
+        if not armed or self.latched or end_s < self.quiet_until_s:
+            return None
+        self.quiet_until_s = end_s + refractory_s
+        self.latched = True  # one utterance of the phrase fires once
+        return score
+
+    def reset(self) -> None:
+        self.window.clear()
+        self.quiet_until_s = 0.0  # a new stream's audio clock starts again at zero
+        self.latched = False
+
+
+@dataclass
+class _Slot:
+    model: MicroWakeWordModel | OpenWakeWordModel
+    trigger: Trigger
+    is_stop_word: bool
 
 
 class MultiWakeDetector:
     """Several models on the same audio, each with its threshold, trigger window and refractory."""
 
-    def __init__(self, slots: list[_Slot], refractory_s: float):
+    def __init__(self, slots: list[_Slot], refractory_s: float, engine: str = "microwakeword"):
         self.slots = slots
+        self.engine = engine
         self.refractory_s = refractory_s
         self.speaking = False
 
@@ -251,20 +282,11 @@ class MultiWakeDetector:
         detections = []
         end_s = frame.audio_s + len(frame.samples) / FRAME_RATE
         for slot in self.slots:
-            for probability in slot.model.probabilities(frame.samples, key=(id(self), frame.index, frame.audio_s)):
-                slot.window.append(probability)
-            if not slot.window:
-                continue
-            score = float(np.mean(slot.window)) if len(slot.window) == slot.window.maxlen else 0.0
-            if score < slot.threshold:
-                if score < slot.threshold * REARM_FRACTION:  # hysteresis: a wobble around the
-                    slot.latched = False                      # threshold is still the same utterance
-                continue
+            probabilities = slot.model.probabilities(frame.samples, key=(id(self), frame.index, frame.audio_s))
             armed = self.speaking if slot.is_stop_word else True
-            if armed and not slot.latched and end_s >= slot.quiet_until_s:
+            score = slot.trigger.update(probabilities, end_s, self.refractory_s, armed)
+            if score is not None:
                 detections.append(WakeDetected(t=frame.t, word=slot.model.info.name, score=score, audio_s=end_s))
-                slot.quiet_until_s = end_s + self.refractory_s
-                slot.latched = True  # one utterance of the phrase fires once
         return detections
 
     def set_speaking(self, speaking: bool) -> None:
@@ -275,16 +297,14 @@ class MultiWakeDetector:
         the models stay loaded."""
         self.refractory_s = wake.refractory_s
         for slot in self.slots:
-            slot.threshold, window = slot_settings(wake, slot.model.info)
-            if window != slot.window.maxlen:
-                slot.window = collections.deque(slot.window, maxlen=window)
+            slot.trigger.threshold, window = slot_settings(wake, slot.model.info, self.engine)
+            if window != slot.trigger.window.maxlen:
+                slot.trigger.window = collections.deque(slot.trigger.window, maxlen=window)
 
     def reset(self) -> None:
         for slot in self.slots:
             slot.model.reset()
-            slot.window.clear()
-            slot.quiet_until_s = 0.0  # a new stream's audio clock starts again at zero
-            slot.latched = False
+            slot.trigger.reset()
 
 
 def find_openwakeword_model(name: str, models_dir: Path) -> WakeModelInfo:
@@ -296,9 +316,21 @@ def find_openwakeword_model(name: str, models_dir: Path) -> WakeModelInfo:
     raise WakeModelError(f"no openWakeWord model {name!r} in {models_dir / 'wake' / 'openwakeword'}")
 
 
-def slot_settings(wake: WakeConfig, info: WakeModelInfo) -> tuple[float, int]:
-    """(threshold, trigger window in frames): the config's override, else the model's own metadata."""
-    return wake.thresholds.get(info.name, wake.threshold or info.cutoff), wake.trigger_frames or info.window
+# Chosen on the tune half of the evaluation set (`python -m benchmarks.eval --split tune`, column
+# "calibrated"): the highest threshold whose FRR is within a point of the best at <= 0.5 false accepts
+# per hour there.  The metadata cutoffs were tuned on other voices: microWakeWord alexa's 0.9 misses 14 %
+# of the tune half's positives, 0.4 misses 1 %.  A model not listed keeps its metadata's cutoff.
+CALIBRATED_THRESHOLDS = {
+    "microwakeword": {"alexa": 0.4, "okay_nabu": 0.8, "hey_jarvis": 0.3, "hey_mycroft": 0.75},
+    "openwakeword": {"alexa": 0.55, "okay_nabu": 0.25, "hey_jarvis": 0.98, "hey_mycroft": 0.2, "hey_rhasspy": 0.5},
+}
+
+
+def slot_settings(wake: WakeConfig, info: WakeModelInfo, engine: str) -> tuple[float, int]:
+    """(threshold, trigger window in frames): the config's override, else the calibrated threshold,
+    else the model's own metadata."""
+    default = wake.threshold or CALIBRATED_THRESHOLDS.get(engine, {}).get(info.name, info.cutoff)
+    return wake.thresholds.get(info.name, default), wake.trigger_frames or info.window
 
 
 def create_wake_detector(config: Config) -> MultiWakeDetector:
@@ -317,8 +349,8 @@ def create_wake_detector(config: Config) -> MultiWakeDetector:
         else:
             info = find_model(name, config.models_dir)
             model = MicroWakeWordModel(info)
-        threshold, window = slot_settings(wake, info)
-        slots.append(_Slot(model, threshold, collections.deque(maxlen=window),
+        threshold, window = slot_settings(wake, info, wake.engine)
+        slots.append(_Slot(model, Trigger(threshold, collections.deque(maxlen=window)),
                            is_stop_word=name == wake.stop_word and name not in wake.models))
-    return MultiWakeDetector(slots, wake.refractory_s)
+    return MultiWakeDetector(slots, wake.refractory_s, wake.engine)
 

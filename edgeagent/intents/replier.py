@@ -22,7 +22,7 @@ from edgeagent.intents.chime import chime
 from edgeagent.intents.matcher import IntentMatch, IntentMatcher
 from edgeagent.intents.skills import Outcome, Skills
 from edgeagent.intents.timers import Timer, TimerSchedule
-from edgeagent.turn.reply import Emit, Reply, ReplyPipeline
+from edgeagent.turn.reply import Emit, Reply, ReplyPipeline, unheard
 
 log = logging.getLogger("edgeagent.intents")
 
@@ -57,12 +57,14 @@ class IntentReplier:
         """The intent a transcript would run, without running it (None: it goes to the LLM)."""
         return self.matcher.match(transcript) if self.enabled else None
 
-    def answer(self, user_text: str, turn_id: str = "") -> Reply:
+    def answer(self, user_text: str, turn_id: str = "", *, held: bool = False) -> Reply:
+        """``held`` (a speculative reply): the skill runs only once the reply is released, so an
+        end of turn that was not one never sets a timer or switches a light."""
         match = self.match(user_text)
         if match is None:
-            return self.pipeline.answer(user_text)
+            return self.pipeline.answer(user_text, turn_id, held=held)
         log.info("intent %s %s (%.1f ms, confidence %.2f)", match.name, match.slots, match.match_ms, match.confidence)
-        return Reply(lambda emit: self._act(match, user_text, turn_id, emit), self.pipeline.speaker.cancel, "intent")
+        return self.pipeline.reply(lambda emit, gate: self._act(match, user_text, turn_id, emit, gate), "intent", held)
 
     def announce(self, text: str) -> Reply:
         return self.pipeline.announce(text)
@@ -71,7 +73,12 @@ class IntentReplier:
         """The timers' clock, until cancelled (the daemon's background task)."""
         await self.schedule.run()
 
-    async def _act(self, match: IntentMatch, user_text: str, turn_id: str, emit: Emit) -> None:
+    async def _act(self, match: IntentMatch, user_text: str, turn_id: str, emit: Emit, gate: asyncio.Event) -> None:
+        try:
+            await gate.wait()  # open at once unless held: then only once the end of turn is confirmed
+        except asyncio.CancelledError:
+            unheard(emit)  # discarded before it did anything
+            raise
         emit(IntentMatched(t=time.monotonic(), name=match.name, slots=match.slots, confidence=match.confidence,
                            match_ms=match.match_ms, source=match.source))
         try:
@@ -111,7 +118,7 @@ class IntentReplier:
                 self.schedule.rung(timers)
                 self.skills.rang(timers)
 
-        return Reply(produce, self.pipeline.speaker.cancel, "ring")
+        return self.pipeline.reply(lambda emit, gate: produce(emit), "ring")
 
     async def _ringing(self, text: str) -> AsyncIterator[str | Sound]:
         yield text

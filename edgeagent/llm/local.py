@@ -33,6 +33,9 @@ log = logging.getLogger("edgeagent.llm.local")
 START_TIMEOUT_S = 120.0  # a Pi 3 or a cold SD card loads slowly; a hung start is killed after this
 FIRST_BACKOFF_S, MAX_BACKOFF_S = 1.0, 60.0
 STABLE_S = 60.0  # a process that ran this long before dying restarts without back-off
+# SmolLM2-135M loops at temperature 0.6 ("la France, la France, la France..." for 160 tokens, which the
+# demo's follow-up then had to interrupt); llama.cpp's repetition penalty over the last 64 tokens stops it
+LOCAL_SAMPLING = {"repeat_penalty": 1.2, "repeat_last_n": 64}
 
 
 def describe_exit(returncode: int) -> str:
@@ -236,7 +239,7 @@ class LocalLlm:
         if address is None:
             raise LlmError(f"local LLM is {self.worker.status().detail}")
         chat = OpenAiChat(f"{address}/v1", "local", timeout_s=self.request_timeout_s, max_tokens=self.max_tokens,
-                          temperature=self.temperature, name=self.name)
+                          temperature=self.temperature, name=self.name, sampling=LOCAL_SAMPLING)
         try:
             async for token in chat.stream(messages):
                 yield token

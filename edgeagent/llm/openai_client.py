@@ -27,9 +27,12 @@ class OpenAiChat:
     name = "cloud"
 
     def __init__(self, base_url: str, model: str, api_key: str = "", timeout_s: float = 10.0,
-                 max_tokens: int = 160, temperature: float = 0.6, name: str = "cloud", key_origin: str | None = None):
-        """``key_origin``: where ``api_key`` may be sent (default: ``base_url``'s own origin)."""
+                 max_tokens: int = 160, temperature: float = 0.6, name: str = "cloud", key_origin: str | None = None,
+                 sampling: dict | None = None):
+        """``key_origin``: where ``api_key`` may be sent (default: ``base_url``'s own origin). ``sampling``: more
+        request fields this server understands (llama.cpp's ``repeat_penalty``)."""
         self.name = name
+        self.sampling = sampling or {}
         self.base_url = base_url.rstrip("/")
         self.origin = origin(self.base_url)
         self.model = model
@@ -53,7 +56,7 @@ class OpenAiChat:
     async def stream(self, messages: list[Message], tools: list[dict[str, Any]] | None = None
                      ) -> AsyncIterator[str | ToolCall]:
         body = {"model": self.model, "messages": messages, "stream": True,
-                "max_tokens": self.max_tokens, "temperature": self.temperature}
+                "max_tokens": self.max_tokens, "temperature": self.temperature, **self.sampling}
         if tools:
             body["tools"] = tools
         calls: dict[int, dict[str, str]] = {}

@@ -6,7 +6,7 @@ systemd starts it again, into the same crash.  Each engine is therefore loaded a
 (one frame, one decode, one synthesis) between two marks in ``<state_dir>/engine-starts.json``:
 an attempt counted before, cleared once it ran.  An engine whose attempts pile up without ever
 clearing has crashed the daemon at start that many times; after ``CRASH_LIMIT`` the next start
-uses its fallback (piper -> espeak, Whisper -> pocketsphinx, ...) and says so in STATUS, MQTT state
+uses its fallback (hibari or piper -> espeak, Whisper -> pocketsphinx, ...) and says so in STATUS, MQTT state
 and ``doctor``.  A software update (another version) tries the configured engine again.
 
 Loading also keeps systemd's start timeout moving: each engine gets ``STEP_TIMEOUT_S`` more
@@ -43,7 +43,7 @@ FALLBACKS: dict[str, dict[str, str]] = {
     "wake": {"microwakeword": "openwakeword", "openwakeword": "microwakeword"},
     "vad": {"webrtc": "silero", "silero": "webrtc"},
     "stt": {"whisper": "pocketsphinx", "vosk": "pocketsphinx"},
-    "tts": {"piper": "espeak"},
+    "tts": {"hibari": "espeak", "piper": "espeak"},
 }
 
 T = TypeVar("T")

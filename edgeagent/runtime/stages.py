@@ -21,6 +21,8 @@ from edgeagent.audio.playout import Speaker
 from edgeagent.audio.timeline import ClockedSink
 from edgeagent.config import Config, secret_values
 from edgeagent.ear.bargein import BargeInDetector, create_barge_in
+from edgeagent.ear.clean import SpeechCleaner, create_cleaner
+from edgeagent.ear.turn_model import TurnModel, create_turn_model
 from edgeagent.ear.vad import SilenceEndpointer, VoiceActivity, create_endpointer
 from edgeagent.ear.wake import WakeDetector
 from edgeagent.events import Event, StateChanged, TranscriptPartial
@@ -60,11 +62,14 @@ class Engines:
     router: LlmRouter
     synthesizer: Synthesizer
     intents: IntentMatcher  # the compiled sentence templates (a few hundred ms to build: once)
+    turn_model: TurnModel | None = None  # the end-of-turn model; None: silence alone
     degraded: dict[str, str] = field(default_factory=dict)  # family -> the fallback in use, and why
 
     def close(self) -> None:
         self.recognizer.close()
         self.router.close()
+        if self.turn_model is not None:
+            self.turn_model.close()
 
 
 def build_router(config: Config, wait: bool = True) -> LlmRouter:
@@ -91,11 +96,26 @@ def load_engines(config: Config, guard: StartGuard | None = None) -> Engines:
         recognizer = guard.load(config, "stt", build_recognizer)
         synthesizer = guard.load(config, "tts", build_synthesizer)
         intents = IntentMatcher(config.intents)
+        turn_model = _load_turn_model(config, guard)
         _wait_for_local_llm(router, guard)
     except BaseException:
         router.close()
         raise
-    return Engines(wake, activity, recognizer, router, synthesizer, intents, degraded=dict(guard.degraded))
+    return Engines(wake, activity, recognizer, router, synthesizer, intents, turn_model,
+                   degraded=dict(guard.degraded))
+
+
+def _load_turn_model(config: Config, guard: StartGuard) -> TurnModel | None:
+    """The end-of-turn model, or None (noted as degraded) when it cannot load: turns then end on silence."""
+    if config.vad.turn_model == "none":
+        return None
+    notify(f"EXTEND_TIMEOUT_USEC={int(guard.step_timeout_s * 1e6)}\nSTATUS=loading turn ({config.vad.turn_model})")
+    try:
+        return create_turn_model(config)
+    except Exception as exc:
+        log.error("end-of-turn model unavailable: %s", exc)
+        guard.degraded["turn"] = f"{config.vad.turn_model} failed to load ({exc}); turns end on silence alone"
+        return None
 
 
 def _wait_for_local_llm(router: LlmRouter, guard: StartGuard) -> None:
@@ -125,6 +145,7 @@ class Stages:
     barge_in: BargeInDetector
     telemetry: TraceFanout
     controller: TurnController
+    cleaner: SpeechCleaner
 
     async def configure(self, config: Config) -> None:
         """A valid live config change: each stage takes its own section, from the next frame or turn on."""
@@ -135,6 +156,7 @@ class Stages:
         self.controller.configure(config)
         self.engines.wake.configure(config.wake)
         self.endpointer.configure(config.vad)
+        self.cleaner.configure(config.stt)
         await self.engines.router.configure(config.llm)
         self.conversation.configure(config.llm)
         self.replier.configure(config)  # intents, time zone, home-command deadline
@@ -160,7 +182,8 @@ def wire(config: Config, engines: Engines, audio_out: AudioOut, trace_sinks: lis
     reference = EchoReference(audio_out.sample_rate)  # what the speaker played: the barge-in echo reference
     speaker = Speaker(engines.synthesizer, EchoTap(audio_out, reference), frame_ms=config.audio.frame_ms,
                       volume=config.audio.volume)
-    endpointer = create_endpointer(config, engines.activity)
+    endpointer = create_endpointer(config, engines.activity, engines.turn_model)
+    cleaner = create_cleaner(config)
     transcriber = StreamingTranscriber(engines.recognizer,
                                        on_partial=lambda partial: (log_partial(partial), controller.observe(partial)))
     skills = Skills(config, TimerStore(config.state_dir / "timers.json"), Volume(speaker),
@@ -176,10 +199,11 @@ def wire(config: Config, engines: Engines, audio_out: AudioOut, trace_sinks: lis
         config, wake=engines.wake, endpointer=endpointer, transcriber=transcriber, replier=replier,
         barge_in=barge_in, publish_trace=telemetry.publish_trace,
         on_state=lambda change: (log_state(change), on_state(change)), tick_speaker=tick, on_event=on_event,
+        clean=cleaner,
     )
     replier.controller = controller  # timers ring through it, like a remote `say`
     return Stages(config, engines, endpointer, transcriber, conversation, speaker, replier, barge_in, telemetry,
-                  controller)
+                  controller, cleaner)
 
 
 def log_partial(partial: TranscriptPartial) -> None:

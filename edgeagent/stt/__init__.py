@@ -38,11 +38,13 @@ def create_recognizer(config: Config, engine: str | None = None) -> Recognizer:
             from edgeagent.stt.pocketsphinx_engine import PocketsphinxRecognizer
 
             return PocketsphinxRecognizer(model_dir, grammar=config.stt.grammar)
-        from edgeagent.stt.whisper_engine import WhisperRecognizer
+        from edgeagent.stt.whisper_engine import Decode, WhisperRecognizer
 
         return WhisperRecognizer(model_dir, language=config.stt.language,
                                  speculate_after_ms=config.stt.speculate_after_ms,
-                                 partial_interval_s=config.stt.partial_interval_s)
+                                 partial_interval_s=config.stt.partial_interval_s,
+                                 decode=Decode(beam_size=config.stt.beam_size, window_s=config.stt.window_s,
+                                               prompt=config.stt.prompt))
     except ImportError as exc:
         raise SttError(f"STT engine {engine!r} needs a package that is not installed ({exc.name}): "
                        "pip install 'edgeagent[stt]'") from None
@@ -52,7 +54,10 @@ def packaged_model_dir(config: Config, engine: str) -> Path:
     """The installed model directory of a packaged engine, or SttError saying how to install it."""
     from edgeagent.modelstore import find_entry
 
-    path = find_entry(_PACKAGED[engine]).installed_path(config.models_dir)
+    if engine == "whisper" and config.stt.whisper_model == "base":  # a directory of separately listed files
+        path = find_entry("whisper/base/model.bin").installed_path(config.models_dir).parent
+    else:
+        path = find_entry(_PACKAGED[engine]).installed_path(config.models_dir)
     if not path.is_dir():
         raise SttError(f"{engine} model directory {path} does not exist: run `edgeagent models install`")
     return path

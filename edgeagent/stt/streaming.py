@@ -56,6 +56,11 @@ class Utterance:
         if self.current:
             await self._transcriber._drop()
 
+    @property
+    def decodes_pauses(self) -> bool:
+        """Whether the engine decodes pauses (whisper's speculation), so ``settled_text`` will say something."""
+        return hasattr(self._transcriber.recognizer, "settled_text")
+
     def settled_text(self) -> str | None:
         """What the engine already knows the utterance says, if it decoded it during the pause
         (whisper's speculation); None for engines without that, or while the talker goes on."""
@@ -77,12 +82,17 @@ class StreamingTranscriber:
         self._resampler = StreamResampler(input_rate, SAMPLE_RATE)
 
     def start(self, preroll: np.ndarray | None = None) -> Utterance:
-        """Open an utterance (any open one is dropped), starting with ``preroll`` (the audio just before speech)."""
+        """Open an utterance (any open one is dropped), starting with ``preroll`` (the audio just before
+        speech; after a barge-in or a talker going on, seconds of it).  It is fed in 20 ms frames, as
+        the microphone would: engines that track pauses per frame would take one long block for one
+        loud frame."""
         self._generation += 1
         utterance = Utterance(self, self._generation)
         self._submit(self._start_on_worker)
         if preroll is not None and len(preroll):
-            utterance.audio(preroll)
+            step = self.input_rate // 50
+            for start in range(0, len(preroll), step):
+                utterance.audio(preroll[start : start + step])
         return utterance
 
     def shutdown(self) -> None:

@@ -8,6 +8,7 @@ from edgeagent.config import Config
 from edgeagent.tts.base import Synthesizer, TtsError
 
 DEFAULT_PIPER_VOICE = "tts/en_US-joe-medium.onnx"  # manifest dest, inside the models directory
+HIBARI_VOICE = "hibari/heart.onnx"  # manifest name
 
 
 def piper_voice_path(config: Config) -> Path:
@@ -17,6 +18,12 @@ def piper_voice_path(config: Config) -> Path:
 def create_synthesizer(config: Config) -> Synthesizer:
     """The engine named by ``config.tts.engine``; raises TtsError saying what is missing and why."""
     tts = config.tts
+    if tts.engine == "hibari":
+        from edgeagent.modelstore import find_entry
+        from edgeagent.tts.hibari_voice import HibariSynthesizer
+
+        return HibariSynthesizer(find_entry(HIBARI_VOICE).installed_path(config.models_dir),
+                                 length_scale=tts.length_scale, volume=tts.volume)
     if tts.engine == "piper":
         from edgeagent.tts.piper_voice import PiperSynthesizer
 
@@ -25,4 +32,4 @@ def create_synthesizer(config: Config) -> Synthesizer:
         from edgeagent.tts.espeak_voice import EspeakSynthesizer
 
         return EspeakSynthesizer(tts.espeak_voice, length_scale=tts.length_scale, volume=tts.volume)
-    raise TtsError(f"unknown tts.engine {tts.engine!r} (known: piper, espeak)")
+    raise TtsError(f"unknown tts.engine {tts.engine!r} (known: hibari, piper, espeak)")

@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 
 from edgeagent.config import TtsConfig
-from edgeagent.tts.base import TtsError
+from edgeagent.tts.base import TtsError, engine_package, trim_silence
 
 
 class PiperSynthesizer:
@@ -26,15 +26,12 @@ class PiperSynthesizer:
         for path, what in ((model_path, "voice model"), (config_path, "voice config (the .onnx.json next to the model)")):
             if not path.is_file():
                 raise TtsError(f"piper {what} not found: {path} (set tts.voice, or run `edgeagent models install`)")
+        piper = engine_package("piper", "piper-tts")
         try:
-            from piper import PiperVoice, SynthesisConfig
-        except ImportError as exc:
-            raise TtsError("piper-tts is not installed: pip install 'edgeagent[tts]'") from exc
-        try:
-            self._voice = PiperVoice.load(model_path, config_path=config_path)
+            self._voice = piper.PiperVoice.load(model_path, config_path=config_path)
         except Exception as exc:  # onnxruntime / json errors: a broken or foreign file
             raise TtsError(f"cannot load piper voice {model_path}: {exc}") from exc
-        self._config = SynthesisConfig(length_scale=length_scale, volume=volume)
+        self._config = piper.SynthesisConfig(length_scale=length_scale, volume=volume)
         self.sample_rate = int(self._voice.config.sample_rate)
         self.model_path = model_path
         for _ in self.synthesize("Ready."):  # first inference allocates: pay it at start-up, not in turn one
@@ -47,4 +44,4 @@ class PiperSynthesizer:
 
     def synthesize(self, text: str) -> Iterator[np.ndarray]:
         for chunk in self._voice.synthesize(text, syn_config=self._config):
-            yield chunk.audio_int16_array
+            yield trim_silence(chunk.audio_int16_array, self.sample_rate)

@@ -6,7 +6,16 @@
 
 The frame loop never waits on a model: wake, VAD and barge-in run inline (each well under a
 frame), STT runs on its own worker thread, and the reply (LLM -> chunker -> TTS -> speaker)
-runs as the turn's task and reports what happens as events.  The controller is the only
+runs as the turn's task and reports what happens as events.
+
+While the user pauses, before the end of turn is decided, the reply to what STT already decoded
+of the pause is started *held* (a speculative reply: the LLM answers, the first chunk is
+synthesized, nothing plays).  When the end of turn is confirmed and the final transcript is the
+same text, it is released and plays at once; when the user talks on or the transcript differs, it
+is discarded unheard, and nothing of it reaches the conversation.  The end of turn itself is
+tentative until the answer is heard: a user who goes on talking before its first audio (a pause
+mid-request that the end-of-turn model took for the end) is listened to again, from the start of
+the utterance, in the same turn.  The controller is the only
 writer of a turn's trace: it folds those events in and publishes the trace once, after the
 turn has unwound, whatever ended it (answered, barge-in, remote cancel, error, shutdown).
 Whoever shows the conversation (the kiosk's screen) gets every event the controller sees, with
@@ -22,7 +31,7 @@ import time
 from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Protocol
 
-from edgeagent.audio.frames import Frame
+from edgeagent.audio.frames import FRAME_RATE as SAMPLE_RATE, Frame
 from edgeagent.config import Config
 from edgeagent.ear.vad import Endpointer
 from edgeagent.ear.wake import WakeDetector
@@ -30,6 +39,8 @@ from edgeagent.events import (
     ActionDone,
     AgentState,
     BargeIn,
+    BargeInCleared,
+    BargeInOnset,
     ChunkQueued,
     Event,
     FirstAudio,
@@ -67,6 +78,9 @@ class Utterance(Protocol):
 
     def settled_text(self) -> str | None: ...
 
+    @property
+    def decodes_pauses(self) -> bool: ...
+
 
 class Transcriber(Protocol):
     def start(self, preroll) -> Utterance: ...
@@ -79,9 +93,13 @@ class Reply(Protocol):
 
     def cancel(self) -> None: ...
 
+    def release(self) -> None: ...
+
+    def duck(self, ducked: bool) -> None: ...
+
 
 class Replier(Protocol):
-    def answer(self, user_text: str, turn_id: str = "") -> Reply: ...
+    def answer(self, user_text: str, turn_id: str = "", *, held: bool = False) -> Reply: ...
 
     def announce(self, text: str) -> Reply: ...
 
@@ -91,7 +109,15 @@ class Interruptions(Protocol):
 
     def start(self) -> None: ...
 
-    def process(self, frame: Frame) -> BargeIn | None: ...
+    def process(self, frame: Frame) -> BargeIn | BargeInOnset | BargeInCleared | None: ...
+
+
+@dataclass(frozen=True)
+class Speculation:
+    """A held reply to ``text``, the transcript of the pause so far."""
+
+    text: str
+    reply: Reply
 
 
 @dataclass
@@ -102,15 +128,20 @@ class Turn:
     task: asyncio.Task | None = None
     utterance: Utterance | None = None
     reply: Reply | None = None
+    speculation: Speculation | None = None
     transcript: str = ""
     stopped: bool = False  # cancelled on purpose (barge-in, remote cancel): the trace already says why
+    continued: bool = False  # the user went on talking before the answer was heard: listened to again
+    speech_start: float | None = None  # audio position where the utterance (with its pre-roll) began
     # the controller's own monotonic readings, from which the trace's durations are computed
     speech_end_true: float | None = None  # when the user actually stopped (audio position mapped to the clock)
     end_of_turn: float | None = None  # when the endpointer decided
+    final: float | None = None  # when the final transcript was there
     llm_request: float | None = None
     first_token: float | None = None
     first_chunk: float | None = None
     first_audio: float | None = None
+    onset: float | None = None  # a barge-in onset ducked the reply (until it is cleared)
 
 
 class TurnController:
@@ -127,6 +158,7 @@ class TurnController:
         on_state: Callable[[StateChanged], None] = lambda change: None,
         tick_speaker: Callable[[], object] | None = None,  # plays one frame on a mic-clocked (file) output
         on_event: Callable[[Event, str], None] = lambda event, turn_id: None,  # every event, with its turn's id
+        clean: Callable[[Frame], Frame] = lambda frame: frame,  # what the endpointer and STT hear (ear/clean.py)
     ):
         self.config = config
         self.wake = wake
@@ -138,6 +170,7 @@ class TurnController:
         self.on_state = on_state
         self.tick_speaker = tick_speaker
         self.on_event = on_event
+        self.clean = clean
         self.state = AgentState.IDLE
         self.turn: Turn | None = None
         self.finished: list[TurnTrace] = []
@@ -240,11 +273,16 @@ class TurnController:
     def on_frame(self, frame: Frame) -> None:
         if self.tick_speaker:
             self.tick_speaker()
+        heard = self.clean(frame)  # the endpointer and STT hear it cleaned; the wake word hears the microphone
         if self.state in (AgentState.THINKING, AgentState.SPEAKING):  # talking over a reply, even before it starts
-            self.endpointer.process(frame)  # keeps the pre-roll current: a barge-in listens from before it fired
+            self.endpointer.process(heard)  # keeps the pre-roll current: a barge-in listens from before it fired
             interruption = self.barge_in.process(frame)  # echo-cancelled: the wake detector and the VAD hear the user
-            if interruption is not None:
+            if isinstance(interruption, BargeInOnset) and self._may_continue():
+                self._continue(frame)
+            elif isinstance(interruption, BargeIn):
                 self._barge_in(interruption, frame)
+            elif interruption is not None:
+                self._duck(interruption)
             return
         detections = self.wake.process(frame)  # always fed, so its streaming features stay continuous
         if self.state == AgentState.IDLE:
@@ -254,20 +292,22 @@ class TurnController:
             elif detections and not self.muted:
                 self._open_turn(detections[0], frame=frame)
         if self.state == AgentState.LISTENING:
-            self._listen_frame(frame)
+            self._listen_frame(heard)
         else:
-            self.endpointer.process(frame)  # not listening: only keeps its pre-roll buffer current
+            self.endpointer.process(heard)  # not listening: only keeps its pre-roll buffer current
 
     def _listen_frame(self, frame: Frame) -> None:
         turn = self.turn
         assert turn is not None
         utterance = turn.utterance
-        events = self.endpointer.process(frame, settled_text=utterance.settled_text if utterance else None)
+        settled = utterance.settled_text if utterance is not None and utterance.decodes_pauses else None
+        events = self.endpointer.process(frame, settled_text=settled)
         if utterance is not None and self.endpointer.state.in_speech and not events:
             utterance.audio(frame)
         for event in events:
             if isinstance(event, SpeechStarted):
                 turn.utterance = self.transcriber.start(self.endpointer.preroll())  # it starts with its pre-roll
+                turn.speech_start = event.audio_s - len(self.endpointer.preroll()) / SAMPLE_RATE
             elif isinstance(event, SpeechEnded):
                 lag = frame.audio_s + frame.duration_s - event.audio_s
                 turn.speech_end_true = event.t - max(0.0, lag)
@@ -280,12 +320,37 @@ class TurnController:
             elif isinstance(event, NoSpeech):
                 self._close_listening(turn)
                 return
+        if utterance is not None and self.config.agent.speculative_reply:
+            self._speculate(turn, utterance.settled_text())
+
+    def _speculate(self, turn: Turn, settled: str | None) -> None:
+        """Keep one held reply to what STT decoded of the pause: started once it is there, discarded
+        when the user talks on (no settled text any more) or it changed."""
+        text = (settled or "").strip()
+        if turn.speculation is not None and turn.speculation.text != text:
+            self._discard(turn)
+        if turn.speculation is None and text:
+            turn.speculation = Speculation(text, self.replier.answer(text, turn_id=turn.trace.turn_id, held=True))
+
+    def _discard(self, turn: Turn) -> None:
+        """Drop the held reply unheard; it unwinds in the background (the next reply waits for it)."""
+        speculation, turn.speculation = turn.speculation, None
+        if speculation is None:
+            return
+        turn.trace.speculations_discarded += 1
+        speculation.reply.cancel()
+        self._keep(asyncio.get_running_loop().create_task(self._drain(speculation.reply)))
+
+    @staticmethod
+    async def _drain(reply: Reply) -> None:
+        async for _event in reply.events():
+            pass
 
     # ------------------------------------------------------------ turn lifecycle
 
     def _open_turn(self, detection: WakeDetected | None, follow_up: bool = False, frame: Frame | None = None,
-                   lookback_ms: int = 0) -> None:
-        trace = TurnTrace(device_id=self.config.device.id)
+                   lookback_ms: int = 0, trace: TurnTrace | None = None) -> None:
+        trace = trace or TurnTrace(device_id=self.config.device.id)
         if detection is not None:
             trace.wake_word, trace.wake_score = detection.word, round(detection.score, 3)
         self.turn = Turn(trace=trace, follow_up=follow_up)
@@ -316,6 +381,7 @@ class TurnController:
                 trace.outcome, trace.error = "error", "shutdown"
             raise
         finally:
+            self._discard(turn)  # stopped before the end of turn adopted it
             self._end(turn)
 
     async def _answer(self, turn: Turn) -> None:
@@ -323,12 +389,19 @@ class TurnController:
         final = await turn.utterance.finish() if turn.utterance else None
         if final is not None:
             self.on_event(final, trace.turn_id)
-        trace.end_of_speech_to_final_ms = ms_between(turn.end_of_turn, final.t if final else None)
+        turn.final = final.t if final else None
+        trace.end_of_speech_to_final_ms = ms_between(turn.end_of_turn, turn.final)
         turn.transcript = trace.transcript = final.text.strip() if final else ""
-        if not turn.transcript:
-            trace.outcome = "no_speech"
-            return
-        turn.reply = self.replier.answer(turn.transcript, turn_id=trace.turn_id)
+        speculation = turn.speculation
+        if speculation is not None and speculation.text == turn.transcript:  # confirmed: play what is ready
+            turn.speculation, turn.reply, trace.speculative = None, speculation.reply, True
+            speculation.reply.release()
+        else:
+            self._discard(turn)
+            if not turn.transcript:
+                trace.outcome = "no_speech"
+                return
+            turn.reply = self.replier.answer(turn.transcript, turn_id=trace.turn_id)
         async for event in turn.reply.events():
             self.on_event(event, trace.turn_id)
             self._fold(turn, event)
@@ -388,7 +461,10 @@ class TurnController:
 
     def _end(self, turn: Turn) -> None:
         """The turn has unwound: publish its trace; if it is still the current one, back to IDLE
-        (and, after an answer, open the follow-up window)."""
+        (and, after an answer, open the follow-up window).  A turn the user went on with is not over:
+        its trace goes on with the listening that replaced it."""
+        if turn.continued:
+            return
         self._publish(turn)
         if self.turn is not turn:  # barged in or abandoned: the controller has moved on already
             return
@@ -397,6 +473,16 @@ class TurnController:
         if turn.trace.outcome == "answered" and not turn.announcement and self.config.agent.follow_up_s > 0:
             self._follow_up_pending = True  # opened on the next frame (the endpointer starts on a frame)
 
+    def _duck(self, event: BargeInOnset | BargeInCleared) -> None:
+        """Someone may be talking over the reply: quieter at once; full level again if it was not speech."""
+        turn = self.turn
+        assert turn is not None
+        onset = isinstance(event, BargeInOnset)
+        turn.onset = event.t if onset else None
+        turn.trace.barge_in_resumed += 0 if onset else 1
+        if turn.reply is not None:
+            turn.reply.duck(onset)
+
     def _barge_in(self, event: BargeIn, frame: Frame) -> None:
         turn = self.turn
         assert turn is not None
@@ -404,12 +490,38 @@ class TurnController:
         self._stop(turn)
         trace = turn.trace
         trace.barge_in, trace.outcome = True, "barged_in"
-        trace.barge_in_stop_ms = ms_between(event.t, time.monotonic())
+        trace.barge_in_stop_ms = ms_between(turn.onset or event.t, time.monotonic())
         self.turn = None
         self._set_state(AgentState.IDLE, f"barge-in ({event.source})")
         # the user is already talking: listen now, including what they said while we detected it
         self._open_turn(None, follow_up=True, frame=frame,
-                        lookback_ms=self.config.agent.barge_in_min_speech_ms + self.config.vad.preroll_ms)
+                        lookback_ms=int(event.speech_ms) + self.config.vad.preroll_ms)
+
+    def _may_continue(self) -> bool:
+        """The user talks again after the end of turn, and nothing of the answer was heard yet."""
+        turn = self.turn
+        return (turn is not None and not turn.announcement and turn.speech_start is not None
+                and turn.first_audio is None and self.state == AgentState.THINKING)
+
+    def _continue(self, frame: Frame) -> None:
+        """The end of turn came too soon: withdraw the answer (unheard, unrecorded) and listen again to
+        the whole utterance, from its start, in the same turn (same id and trace)."""
+        turn = self.turn
+        assert turn is not None and turn.speech_start is not None
+        turn.continued = turn.stopped = True
+        self._discard(turn)
+        old = turn.trace
+        if turn.reply is not None:
+            turn.reply.withdraw()
+        elif turn.task is not None:
+            turn.task.cancel()
+        lookback_ms = int(1000 * (frame.audio_s + frame.duration_s - turn.speech_start))
+        trace = TurnTrace(device_id=old.device_id, turn_id=old.turn_id, started_at=old.started_at,
+                          wake_word=old.wake_word, wake_score=old.wake_score, continued=old.continued + 1,
+                          speculations_discarded=old.speculations_discarded + (turn.reply is not None))
+        self.turn = None
+        self._set_state(AgentState.IDLE, "the user goes on")
+        self._open_turn(None, follow_up=turn.follow_up, frame=frame, lookback_ms=lookback_ms, trace=trace)
 
     def _abandon_turn(self, reason: str) -> None:
         """Remote cancel or shutdown: stop the turn now, publish once it has unwound."""
@@ -438,6 +550,7 @@ class TurnController:
     def _close_listening(self, turn: Turn) -> None:
         """Nobody spoke, or the listening turn was closed from outside (its trace then says why): back
         to IDLE.  A wake word without speech is a turn (``no_speech``); an unanswered follow-up window is not."""
+        self._discard(turn)
         if turn.utterance is not None:
             self._keep(asyncio.get_running_loop().create_task(turn.utterance.cancel()))
         self.turn = None
@@ -454,6 +567,7 @@ class TurnController:
         trace = turn.trace
         trace.ttfa_ms = ms_between(turn.speech_end_true, turn.first_audio)
         trace.end_of_turn_ms = ms_between(turn.speech_end_true, turn.end_of_turn)
+        trace.reply_start_ms = ms_between(turn.speech_end_true, turn.llm_request)
         trace.transcript = turn.transcript or trace.transcript
         self.finished.append(trace)
         self.publish_trace(trace)

@@ -7,12 +7,19 @@ next token, the HTTP stream is closed) and stops synthesis.  Whatever ended it, 
 reports what was heard and ends with exactly one ``ReplyDone`` or ``ReplyFailed``; the
 conversation records only the part the user heard.  The controller folds the events into the
 turn's trace; nothing here writes a trace.
+
+A reply can be made *held* (a speculative reply, started while the user may still be talking):
+the LLM answers and the first chunks are synthesized, but nothing plays until ``release()``.  A
+held reply cancelled before its release is discarded: nothing was heard and the conversation
+records nothing.  One speaker plays one reply at a time, so a reply starts only once the one
+before it (say, a discarded speculation still unwinding) has ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import AsyncIterator, Awaitable, Callable, Protocol
 
 from edgeagent.audio.playout import Speaker
@@ -42,12 +49,47 @@ class ToolsFor(Protocol):
 
 
 class Reply:
-    """A reply in flight: ``events()`` in order, ending with ReplyDone or ReplyFailed; ``cancel()``."""
+    """A reply in flight: ``events()`` in order, ending with ReplyDone or ReplyFailed; ``cancel()``;
+    ``release()`` lets a held reply play."""
 
-    def __init__(self, produce: Callable[[Emit], Awaitable[None]], silence: Callable[[], None], name: str):
+    def __init__(self, produce: Callable[[Emit], Awaitable[None]], silence: Callable[[], None], name: str,
+                 gate: asyncio.Event | None = None, after: Reply | None = None,
+                 duck: Callable[[bool], None] = lambda ducked: None):
         self._queue: asyncio.Queue[ReplyEvent] = asyncio.Queue()
         self._silence = silence
-        self._task = asyncio.get_running_loop().create_task(produce(self._queue.put_nowait), name=name)
+        self._gate = gate  # open: it may play (None: it always may)
+        self._duck = duck
+        self._task = asyncio.get_running_loop().create_task(self._run(produce, after), name=name)
+
+    async def _run(self, produce: Callable[[Emit], Awaitable[None]], after: Reply | None) -> None:
+        if after is not None and not after._task.done():
+            try:
+                await asyncio.wait([after._task])  # never cancels it: only waits for it to unwind
+            except asyncio.CancelledError:  # cancelled before it began: still ends with what was heard
+                unheard(self._queue.put_nowait, discarded=False)
+                raise
+        await produce(self._queue.put_nowait)
+
+    @property
+    def done(self) -> bool:
+        return self._task.done()
+
+    def release(self) -> None:
+        """A held reply starts playing (at once if its first audio is ready)."""
+        if self._gate is not None:
+            self._gate.set()
+
+    def withdraw(self) -> None:
+        """Cancel a reply nobody has heard yet as if it had never been released: the user went on
+        talking before its first audio, so the conversation records nothing of it."""
+        if self._gate is not None:
+            self._gate.clear()
+        self.cancel()
+
+    def duck(self, ducked: bool) -> None:
+        """Quieter while someone may be talking over it (a barge-in onset), or full level again."""
+        if not self._task.done():
+            self._duck(ducked)
 
     def cancel(self) -> None:
         """Stop now: silent within a frame; the events still end with what was heard."""
@@ -67,6 +109,13 @@ class Reply:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
+def unheard(emit: Emit, discarded: bool = True) -> None:
+    """The events of a reply that ended before any of it played (``discarded``: it was held)."""
+    now = time.monotonic()
+    emit(Heard(t=now, text="", played_ms=0.0, cancelled=True))
+    emit(ReplyDone(t=now, text="", tokens=0, cancelled=True, discarded=discarded))
+
+
 class ReplyPipeline:
     """Makes replies: ``answer`` (through the LLM, into the conversation) and ``announce`` (fixed text)."""
 
@@ -77,25 +126,38 @@ class ReplyPipeline:
         self.speaker = speaker
         self.vetting = vetting  # a fresh vet per answer: the LLM may not claim what no skill did
         self.tools = tools  # offered to backends that call functions (the cloud)
+        self._last: Reply | None = None
 
-    def answer(self, user_text: str, turn_id: str = "") -> Reply:
+    def answer(self, user_text: str, turn_id: str = "", *, held: bool = False) -> Reply:
+        """The answer to ``user_text``; ``held``: made now, silent until ``release()`` (see above)."""
         tools = self.tools.for_turn(turn_id, user_text) if self.tools else None
-        return Reply(lambda emit: self._answer(user_text, emit, tools), self.speaker.cancel, "reply")
+        return self.reply(lambda emit, gate: self._answer(user_text, emit, gate, tools), "reply", held)
 
     def announce(self, text: str) -> Reply:
         """Speak fixed text (an apology, a remote ``say``) without the LLM or the conversation."""
-        return Reply(lambda emit: self._announce(text, emit), self.speaker.cancel, "announce")
+        return self.reply(lambda emit, gate: self._announce(text, emit, gate), "announce")
 
-    async def _answer(self, user_text: str, emit: Emit, tools: Tools | None = None) -> None:
+    def reply(self, produce: Callable[[Emit, asyncio.Event], Awaitable[None]], name: str, held: bool = False) -> Reply:
+        """A reply made by ``produce(emit, gate)``, which plays only once ``gate`` is open; it starts
+        once the reply before it has unwound (one speaker)."""
+        gate = asyncio.Event()
+        if not held:
+            gate.set()
+        self._last = Reply(lambda emit: produce(emit, gate), self.speaker.cancel, name, gate=gate,
+                           after=self._last, duck=self.speaker.duck)
+        return self._last
+
+    async def _answer(self, user_text: str, emit: Emit, gate: asyncio.Event, tools: Tools | None = None) -> None:
         generated: list[str] = []
         await self.play(self._chunks(self.conversation.messages_for(user_text), generated, emit, tools), emit,
                         made=lambda: ("".join(generated).strip(), len(generated)),
-                        on_heard=lambda heard: self.conversation.record(user_text, heard.text, heard.cancelled))
+                        on_heard=lambda heard: self.conversation.record(user_text, heard.text, heard.cancelled),
+                        gate=gate)
 
-    async def _announce(self, text: str, emit: Emit) -> None:
-        await self.say(text, emit)
+    async def _announce(self, text: str, emit: Emit, gate: asyncio.Event) -> None:
+        await self.say(text, emit, gate=gate)
 
-    async def say(self, text: str, emit: Emit, user_text: str | None = None) -> None:
+    async def say(self, text: str, emit: Emit, user_text: str | None = None, gate: asyncio.Event | None = None) -> None:
         """Speak fixed text as this reply (an announcement, a skill's answer; "" says nothing); with
         ``user_text`` the exchange joins the conversation, so the LLM knows what was done."""
         async def one() -> AsyncIterator[str]:
@@ -104,7 +166,7 @@ class ReplyPipeline:
 
         record = (lambda heard: self.conversation.record(user_text, heard.text, heard.cancelled)) \
             if user_text is not None else (lambda heard: None)
-        await self.play(one(), emit, made=lambda: (text, 0), on_heard=record)
+        await self.play(one(), emit, made=lambda: (text, 0), on_heard=record, gate=gate)
 
     async def _chunks(self, messages, generated: list[str], emit: Emit, tools: Tools | None) -> AsyncIterator[str]:
         vet = self.vetting() if self.vetting else None
@@ -131,14 +193,18 @@ class ReplyPipeline:
             yield chunk
 
     async def play(self, chunks: AsyncIterator[str | Sound], emit: Emit, made: Callable[[], tuple[str, int]],
-                    on_heard: Callable[[Heard], None] = lambda heard: None) -> None:
-        """Speak ``chunks`` (text, or ready-made Sounds); however that ends, report Heard and then ReplyDone or ReplyFailed.
-        ``made()`` is the text generated so far and its token count."""
+                   on_heard: Callable[[Heard], None] = lambda heard: None, gate: asyncio.Event | None = None) -> None:
+        """Speak ``chunks`` (text, or ready-made Sounds) once ``gate`` is open (None: at once); however
+        that ends, report Heard and then ReplyDone or ReplyFailed.  ``made()`` is the text generated so
+        far and its token count.  Cancelled before the gate opened, the reply was never the user's to
+        hear: the conversation records nothing."""
         failure = None
         try:
-            heard = await self.speaker.speak(chunks, emit)
+            heard = await self.speaker.speak(chunks, emit, hold=gate)
         except asyncio.CancelledError:
-            self._report(emit, self.speaker.heard(), made, on_heard, cancelled=True)
+            released = gate is None or gate.is_set()
+            self._report(emit, self.speaker.heard(), made, on_heard if released else lambda heard: None,
+                         cancelled=True, discarded=not released)
             raise
         except Exception as exc:  # reported, not raised: the controller decides what the user hears next
             heard, failure = self.speaker.heard(), describe_error(exc)
@@ -146,9 +212,10 @@ class ReplyPipeline:
 
     @staticmethod
     def _report(emit: Emit, heard: Heard, made: Callable[[], tuple[str, int]], on_heard: Callable[[Heard], None],
-                cancelled: bool = False, failure: tuple[str, str | None] | None = None) -> None:
+                cancelled: bool = False, failure: tuple[str, str | None] | None = None,
+                discarded: bool = False) -> None:
         on_heard(heard)
         emit(heard)
         text, tokens = made()
         emit(ReplyFailed(t=heard.t, error=failure[0], detail=failure[1], text=text, tokens=tokens) if failure is not None
-             else ReplyDone(t=heard.t, text=text, tokens=tokens, cancelled=cancelled))
+             else ReplyDone(t=heard.t, text=text, tokens=tokens, cancelled=cancelled, discarded=discarded))

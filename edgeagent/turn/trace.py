@@ -40,6 +40,10 @@ class TurnTrace:
     intent_confidence: float | None = None
     intent_match_ms: float | None = None
     actions: list | None = None  # what skills or tools did: [{"name", "done", "confirmed", "detail"}]
+    speculative: bool = False  # the reply was started during the pause, held, and released at the end of turn
+    speculations_discarded: int = 0  # held replies dropped unheard (the user talked on, or said something else)
+    reply_start_ms: float | None = None  # true end of speech -> LLM request (before the end of turn when speculative)
+    continued: int = 0  # the user went on after an end of turn, before the answer was heard: listened to again
     llm_backend: str | None = None
     llm_backend_reason: str | None = None
     llm_ttft_ms: float | None = None
@@ -49,7 +53,8 @@ class TurnTrace:
     ttfa_ms: float | None = None
     speak_ms: float | None = None
     barge_in: bool = False
-    barge_in_stop_ms: float | None = None
+    barge_in_stop_ms: float | None = None  # barge-in onset (the reply ducked) -> reply stopped
+    barge_in_resumed: int = 0  # ducks for a sound that was not speech (a cough, a knock): the reply went on
     outcome: Outcome = "answered"
     error: str | None = None
     transcript: str | None = None
