@@ -27,7 +27,8 @@ from edgeagent.fleet.link import FleetLink
 from edgeagent.service import notify, watchdog_loop
 from edgeagent.voice_device import VoiceDevice
 from edgeagent.config import Config
-from edgeagent.engine_guard import StartGuard, build_recognizer, build_synthesizer, build_voice_activity, build_wake
+from edgeagent.engine_guard import (StartGuard, build_recognizer, build_synthesizer, build_voice_activity, build_wake,
+                                    extending_start_timeout)
 from edgeagent.events import StateChanged, TranscriptPartial
 from edgeagent.llm.base import LlmError
 from edgeagent.llm.conversation import Conversation
@@ -80,9 +81,9 @@ def _wait_for_local_llm(router: LlmRouter, guard: StartGuard) -> None:
     """The embedded model up, or noted as missing: a device still answers through the cloud (or apologises)."""
     if router.local is None:
         return
-    notify(f"EXTEND_TIMEOUT_USEC={int(guard.step_timeout_s * 1e6)}\nSTATUS=loading llm (local)")
     try:
-        router.local.wait_ready()
+        with extending_start_timeout("llm (local)", guard.step_timeout_s):
+            router.local.wait_ready()
     except LlmError as exc:
         log.error("embedded LLM unavailable: %s", exc)
         guard.degraded["llm"] = f"local model failed to start ({exc}); cloud only"
