@@ -65,7 +65,7 @@ class Stages:
         self.router.close()
 
 
-def build_router(config: Config, wait: bool = True) -> LlmRouter:
+def build_router(config: Config, wait: bool = True, local_timeout_s: float = 60.0) -> LlmRouter:
     """Embedded model (unless disabled) plus the cloud endpoint (when configured).  With ``wait``
     False the embedded model's process is still loading: ``LocalLlm.wait_ready`` before use."""
     local = None
@@ -73,7 +73,7 @@ def build_router(config: Config, wait: bool = True) -> LlmRouter:
         path = Path(config.llm.local_model_path) if config.llm.local_model_path else \
             model_path("llm/smollm2-135m-instruct-q4_1", config.models_dir)
         local = LocalLlm(path, config.llm.max_tokens, config.llm.temperature, threads=config.llm.local_threads,
-                         system_prompt=config.llm.system_prompt, wait=wait)
+                         system_prompt=config.llm.system_prompt, request_timeout_s=local_timeout_s, wait=wait)
     return LlmRouter(local, OpenAiChat.from_config(config.llm), config.llm.first_token_deadline_s)
 
 

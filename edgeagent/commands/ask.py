@@ -10,6 +10,8 @@ import sys
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("ask", help="ask the LLM (cloud or embedded, as routed) and stream the answer")
     parser.add_argument("text")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds the embedded model may take to answer (default 60; an emulated or slow board needs more)")
     parser.set_defaults(handler=run)
 
 
@@ -24,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
 
     async def main() -> RouteResult:
-        router = build_router(config)
+        router = build_router(config, local_timeout_s=args.timeout)
         try:
             if router.cloud is not None:
                 router.cloud_reachable = await router.cloud.probe()
