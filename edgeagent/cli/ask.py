@@ -13,6 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("ask", help="ask the agent (intents first, then the LLM as routed); the answer on stdout")
     parser.add_argument("text")
     parser.add_argument("--llm", action="store_true", help="skip the intents: ask the LLM directly")
+    parser.add_argument("--timeout", type=float, default=60.0,
+                        help="seconds the embedded model may take to answer (default 60; an emulated or slow board needs more)")
     parser.set_defaults(handler=run)
 
 
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         return f"[intent {match.name} {match.slots}, match {match.match_ms} ms, done: {outcome.done}]"
 
     async def by_llm() -> str:
-        router = build_router(config)
+        router = build_router(config, local_timeout_s=args.timeout)
         try:
             if router.cloud is not None:
                 router.cloud_reachable = await router.cloud.probe()

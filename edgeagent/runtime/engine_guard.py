@@ -9,9 +9,12 @@ clearing has crashed the daemon at start that many times; after ``CRASH_LIMIT`` 
 uses its fallback (hibari or piper -> espeak, Whisper -> pocketsphinx, ...) and says so in STATUS, MQTT state
 and ``doctor``.  A software update (another version) tries the configured engine again.
 
-Loading also keeps systemd's start timeout moving: each engine gets ``STEP_TIMEOUT_S`` more
-(``EXTEND_TIMEOUT_USEC``) with STATUS naming it, so a slow board is not killed while it makes
-progress, and a load that really hangs is still stopped.
+Loading also keeps systemd's start timeout moving (``extending_start_timeout``): each engine gets
+``STEP_TIMEOUT_S`` (``EXTEND_TIMEOUT_USEC``) with STATUS naming it, renewed every
+``PROGRESS_CHECK_S`` for as long as the daemon and its children keep using CPU, so a slow board
+(a Pi 3; an emulated PC, where piper's first synthesis took 12 minutes) is not killed while it makes progress,
+and a load that really hangs (no CPU for ``STEP_TIMEOUT_S``, or longer than ``MAX_LOAD_S``) is
+still stopped.
 """
 
 from __future__ import annotations
@@ -21,10 +24,12 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 
@@ -35,7 +40,10 @@ from edgeagent.runtime.service import notify
 log = logging.getLogger("edgeagent.engines")
 
 CRASH_LIMIT = 3  # starts that died inside one engine before its fallback is used
-STEP_TIMEOUT_S = 180.0  # what one engine may take to load on the slowest board before systemd gives up
+STEP_TIMEOUT_S = 180.0  # how long a load may go without using CPU before systemd gives up on it
+PROGRESS_CHECK_S = 15.0  # how often a load that is using CPU renews the start timeout
+PROGRESS_MIN_CPU = 0.05  # share of a CPU used since the last check that counts as progress
+MAX_LOAD_S = 1800.0  # however busy, no engine load is extended past this (an endless loop is a hang too)
 FAULT_INJECT_ENV = "EDGEAGENT_FAULT_INJECT"  # tests: "family:engine" raises SIGSEGV inside that engine's load
 
 # family -> (config section, fallback per engine)
@@ -63,6 +71,58 @@ def with_engine(config: Config, family: str, engine: str) -> Config:
 
 def configured_engine(config: Config, family: str) -> str:
     return getattr(config, family).engine
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its descendants (the LLM server loads in one), from /proc:
+    the daemon's own dependencies have no psutil, and this is all it would be used for."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    used: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)"; comm may hold spaces
+        except (OSError, IndexError):
+            continue  # it ended meanwhile
+        pid = int(stat.parent.name)
+        parents[pid], used[pid] = int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks
+    family, total = {os.getpid()}, 0.0
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in family and pid not in family:
+                family.add(pid)
+                grew = True
+    for pid in family:
+        total += used.get(pid, 0.0)
+    return total
+
+
+@contextmanager
+def extending_start_timeout(what: str, step_timeout_s: float = STEP_TIMEOUT_S, check_s: float = PROGRESS_CHECK_S,
+                            max_s: float = MAX_LOAD_S) -> Iterator[None]:
+    """Around one load: systemd's start timeout is ``step_timeout_s`` from now, renewed every ``check_s``
+    while the load makes progress (uses CPU), with STATUS saying what loads and for how long."""
+    notify(f"EXTEND_TIMEOUT_USEC={int(step_timeout_s * 1e6)}\nSTATUS=loading {what}")
+    stop = threading.Event()
+    started = time.monotonic()
+
+    def renew() -> None:
+        last = _cpu_seconds()
+        while not stop.wait(check_s):
+            cpu, elapsed = _cpu_seconds(), time.monotonic() - started
+            if cpu - last >= PROGRESS_MIN_CPU * check_s and elapsed < max_s:
+                notify(f"EXTEND_TIMEOUT_USEC={int(step_timeout_s * 1e6)}\nSTATUS=loading {what}: {elapsed:.0f} s")
+            last = cpu
+
+    thread = threading.Thread(target=renew, name="start-timeout", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 @dataclass
@@ -107,11 +167,11 @@ class StartGuard:
         return engine
 
     def _attempt(self, config: Config, family: str, engine: str, build: Callable[[Config], T]) -> T:
-        notify(f"EXTEND_TIMEOUT_USEC={int(self.step_timeout_s * 1e6)}\nSTATUS=loading {family} ({engine})")
         started = time.monotonic()
         self._count(family, engine, +1)
-        inject_fault(family, engine)
-        loaded = build(with_engine(config, family, engine))
+        with extending_start_timeout(f"{family} ({engine})", self.step_timeout_s):
+            inject_fault(family, engine)
+            loaded = build(with_engine(config, family, engine))
         self._count(family, engine, None)  # it loaded and ran once: not a crashing engine
         log.info("%s engine %s loaded in %.2f s", family, engine, time.monotonic() - started)
         return loaded

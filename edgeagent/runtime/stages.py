@@ -40,8 +40,8 @@ from edgeagent.llm.openai_client import OpenAiChat
 from edgeagent.llm.router import LlmRouter, cloud_settings
 from edgeagent.logsetup import redact_secrets
 from edgeagent.modelstore import model_path
-from edgeagent.runtime.engine_guard import StartGuard, build_recognizer, build_synthesizer, build_voice_activity, build_wake
-from edgeagent.runtime.service import notify
+from edgeagent.runtime.engine_guard import (StartGuard, build_recognizer, build_synthesizer, build_voice_activity,
+                                            build_wake, extending_start_timeout)
 from edgeagent.runtime.trace_sinks import TraceFanout, TraceSink
 from edgeagent.stt.base import Recognizer
 from edgeagent.stt.streaming import StreamingTranscriber
@@ -72,7 +72,7 @@ class Engines:
             self.turn_model.close()
 
 
-def build_router(config: Config, wait: bool = True) -> LlmRouter:
+def build_router(config: Config, wait: bool = True, local_timeout_s: float = 60.0) -> LlmRouter:
     """Embedded model (unless disabled) plus the cloud endpoint (when configured).  With ``wait``
     False the embedded model's process is still loading: ``LocalLlm.wait_ready`` before use."""
     local = None
@@ -80,7 +80,8 @@ def build_router(config: Config, wait: bool = True) -> LlmRouter:
         path = Path(config.llm.local_model_path) if config.llm.local_model_path else \
             model_path("llm/smollm2-135m-instruct-q4_1", config.models_dir)
         local = LocalLlm(path, config.llm.max_tokens, config.llm.temperature, threads=config.llm.local_threads,
-                         system_prompt=config.llm.system_prompt + LIMITS, wait=wait)  # warmed as it is sent
+                         system_prompt=config.llm.system_prompt + LIMITS, request_timeout_s=local_timeout_s,
+                         wait=wait)  # warmed as it is sent
     return LlmRouter(local, OpenAiChat.from_config(config.llm), config.llm.first_token_deadline_s,
                      cloud_settings=cloud_settings(config.llm))
 
@@ -109,9 +110,9 @@ def _load_turn_model(config: Config, guard: StartGuard) -> TurnModel | None:
     """The end-of-turn model, or None (noted as degraded) when it cannot load: turns then end on silence."""
     if config.vad.turn_model == "none":
         return None
-    notify(f"EXTEND_TIMEOUT_USEC={int(guard.step_timeout_s * 1e6)}\nSTATUS=loading turn ({config.vad.turn_model})")
     try:
-        return create_turn_model(config)
+        with extending_start_timeout(f"turn ({config.vad.turn_model})", guard.step_timeout_s):
+            return create_turn_model(config)
     except Exception as exc:
         log.error("end-of-turn model unavailable: %s", exc)
         guard.degraded["turn"] = f"{config.vad.turn_model} failed to load ({exc}); turns end on silence alone"
@@ -122,9 +123,9 @@ def _wait_for_local_llm(router: LlmRouter, guard: StartGuard) -> None:
     """The embedded model up, or noted as missing: a device still answers through the cloud (or apologises)."""
     if router.local is None:
         return
-    notify(f"EXTEND_TIMEOUT_USEC={int(guard.step_timeout_s * 1e6)}\nSTATUS=loading llm (local)")
     try:
-        router.local.wait_ready()
+        with extending_start_timeout("llm (local)", guard.step_timeout_s):
+            router.local.wait_ready()
     except LlmError as exc:
         log.error("embedded LLM unavailable: %s", exc)
         guard.degraded["llm"] = f"local model failed to start ({exc}); cloud only"
