@@ -74,29 +74,31 @@ def configured_engine(config: Config, family: str) -> str:
 
 
 def _cpu_seconds() -> float:
-    """CPU time of this process and its descendants (the LLM server loads in one), from /proc:
-    the daemon's own dependencies have no psutil, and this is all it would be used for."""
+    """CPU time of this process (``os.times``) and its descendants (the LLM server loads in one), read
+    from /proc.  Few files: each read lets a busy loading thread hold the GIL for a switch interval."""
+    own = os.times()
     ticks = os.sysconf("SC_CLK_TCK")
-    parents: dict[int, int] = {}
-    used: dict[int, float] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    total = own.user + own.system
+    for pid in _descendants(os.getpid()):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)"; comm may hold spaces
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # comm may hold spaces
         except (OSError, IndexError):
             continue  # it ended meanwhile
-        pid = int(stat.parent.name)
-        parents[pid], used[pid] = int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks
-    family, total = {os.getpid()}, 0.0
-    grew = True
-    while grew:
-        grew = False
-        for pid, parent in parents.items():
-            if parent in family and pid not in family:
-                family.add(pid)
-                grew = True
-    for pid in family:
-        total += used.get(pid, 0.0)
+        total += (int(fields[11]) + int(fields[12])) / ticks
     return total
+
+
+def _descendants(pid: int) -> list[int]:
+    """Child processes of ``pid``, recursively (Linux's /proc/PID/task/TID/children)."""
+    found: list[int] = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            kids = [int(k) for k in children.read_text().split()]
+        except OSError:
+            continue
+        for kid in kids:
+            found += [kid, *_descendants(kid)]
+    return found
 
 
 @contextmanager
