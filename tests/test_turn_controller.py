@@ -18,7 +18,7 @@ import pytest
 
 from edgeagent.audio.frames import Frame
 from edgeagent.config import load_config
-from edgeagent.ear.vad import EndpointState
+from edgeagent.ear.vad import EndpointState, after_wake_phrase, is_complete_sentence
 from edgeagent.events import (AgentState, BargeIn, BargeInOnset, ChunkQueued, FirstAudio, FirstSynth, FirstToken, Heard, LlmRouted,
                               NoSpeech, ReplyDone, ReplyFailed, SpeechEnded, SpeechStarted, TranscriptFinal,
                               WakeDetected)
@@ -208,14 +208,14 @@ class ScriptedBargeIn:
 
 
 def run(script: Script, follow_up_s: float = 0.0, before=lambda controller: None, on_event=lambda event, turn: None,
-        agent: dict | None = None):
+        agent: dict | None = None, endpointer: type = ScriptedEndpointer):
     """Feed the script's frames; ``before(controller)`` runs on the loop first.  (controller, states, traces, replier)"""
     config = load_config(env={})
     config = dataclasses.replace(config, agent=dataclasses.replace(config.agent, follow_up_s=follow_up_s, **(agent or {})))
     states, traces = [], []
     replier = ScriptedReplier(script)
     controller = TurnController(
-        config, wake=ScriptedWake(script), endpointer=ScriptedEndpointer(script),
+        config, wake=ScriptedWake(script), endpointer=endpointer(script),
         transcriber=ScriptedTranscriber(script), replier=replier, barge_in=ScriptedBargeIn(script),
         publish_trace=traces.append, on_state=lambda change: states.append(change.new.value), on_event=on_event)
     controller.set_muted(script.muted)
@@ -424,3 +424,32 @@ def test_talking_again_before_the_answer_is_heard_continues_the_same_turn():
     assert traces[0].continued == 1 and traces[0].transcript == "set a timer for ten minutes"
     assert endpointer.lookbacks[-1] >= 21 * 20  # listening again reaches back to the utterance's start
     assert replier.heard[-1] == ("set a timer for ten minutes", "It is noon.")
+
+
+def test_the_wake_phrase_alone_is_no_request_to_end_the_turn_on_or_answer():
+    """'Okay Nabu.' ... (a pause) ... 'what time is it': what STT made of the pause is only the wake
+    phrase, so the end of turn judges an empty request (open: keep listening) and nothing is answered
+    speculatively; once the question is decoded, that is what the end of turn and the speculation see."""
+    seen: list[str | None] = []
+
+    class Judging(ScriptedEndpointer):
+        def process(self, frame, settled_text=None):
+            if settled_text is not None:
+                seen.append(settled_text())
+            return super().process(frame, settled_text)
+
+    script = Script(wake_at=(5,), speech=(10, 40), settled=((12, 20, "Okay, Nabu."), (34, 99, "Okay Nabu, what time is it")),
+                    heard="Okay Nabu, what time is it")
+    _, _, traces, replier = run(script, endpointer=Judging)
+    assert "Okay, Nabu." not in seen and "" in seen and "what time is it" in seen
+    assert replier.answered == [("Okay Nabu, what time is it", True)]  # never an answer to the wake phrase
+    assert traces[0].speculative and traces[0].speculations_discarded == 0
+
+
+@pytest.mark.parametrize("text, word, left", [
+    ("Alexa.", "alexa", ""), ("Okay, Nabu.", "okay_nabu", ""), ("Hey Jarvis!", "hey_jarvis", ""),
+    ("Alexa, set a timer for", "alexa", "set a timer for"), ("Alexander the Great", "alexa", "Alexander the Great"),
+    ("What time is it?", None, "What time is it?")])
+def test_after_wake_phrase(text, word, left):
+    assert after_wake_phrase(text, word) == left
+    assert not is_complete_sentence(after_wake_phrase(text, word)) or left

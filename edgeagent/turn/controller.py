@@ -33,7 +33,7 @@ from typing import AsyncIterator, Callable, Protocol
 
 from edgeagent.audio.frames import FRAME_RATE as SAMPLE_RATE, Frame
 from edgeagent.config import Config
-from edgeagent.ear.vad import Endpointer
+from edgeagent.ear.vad import Endpointer, after_wake_phrase
 from edgeagent.ear.wake import WakeDetector
 from edgeagent.events import (
     ActionDone,
@@ -300,7 +300,11 @@ class TurnController:
         turn = self.turn
         assert turn is not None
         utterance = turn.utterance
-        settled = utterance.settled_text if utterance is not None and utterance.decodes_pauses else None
+        settled = None
+        if utterance is not None and utterance.decodes_pauses:
+            def settled() -> str | None:  # what the end of turn judges: the request, not the wake phrase
+                text = utterance.settled_text()
+                return None if text is None else after_wake_phrase(text, turn.trace.wake_word)
         events = self.endpointer.process(frame, settled_text=settled)
         if utterance is not None and self.endpointer.state.in_speech and not events:
             utterance.audio(frame)
@@ -320,8 +324,8 @@ class TurnController:
             elif isinstance(event, NoSpeech):
                 self._close_listening(turn)
                 return
-        if utterance is not None and self.config.agent.speculative_reply:
-            self._speculate(turn, utterance.settled_text())
+        if utterance is not None and self.config.agent.speculative_reply and settled is not None:
+            self._speculate(turn, utterance.settled_text() if settled() else None)  # not on the wake phrase alone
 
     def _speculate(self, turn: Turn, settled: str | None) -> None:
         """Keep one held reply to what STT decoded of the pause: started once it is there, discarded
