@@ -164,3 +164,54 @@ def test_a_failing_engine_raises_from_speak(tmp_path):
     sink = TimedWavSink(tmp_path / "out.wav", 22050)
     with pytest.raises(TtsError, match="voice exploded"):
         asyncio.run(Speaker(Broken(), sink, realtime=False).say("hello"))
+
+
+def test_a_reply_stopped_early_closes_its_chunk_stream_in_order(tmp_path):
+    """The reply's chunks come from nested async generators (chunker <- router <- LLM HTTP stream),
+    each closing the next with an await.  Left to the garbage collector after a cancel, all of them
+    were finalized at once and each aclose() hit one already closing: 'aclose(): asynchronous
+    generator is already running' errors in the daemon's log (seen in make bench)."""
+    import gc
+
+    closed: list[str] = []
+
+    async def llm():
+        try:
+            for text in REPLY * 3:
+                yield text  # ready before the voice is: the speaker waits on synthesis, not on it
+        finally:
+            await asyncio.sleep(0.01)  # closing an HTTP stream awaits
+            closed.append("llm")
+
+    async def chunker(holder):
+        stream = llm()
+        try:
+            async for text in stream:
+                yield text
+        finally:
+            await stream.aclose()
+            closed.append("chunker")
+
+    sink = TimedWavSink(tmp_path / "out.wav", 22050)
+    speaker = Speaker(synthesizer("espeak"), sink, realtime=True)
+    errors: list[dict] = []
+
+    async def scenario():
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: errors.append(context))
+        events = EventLog()
+        holder: list = []
+        chunks = chunker(holder)
+        holder.append(chunks)  # a reference cycle, as tracebacks and closures make in the daemon
+        task = asyncio.create_task(speaker.speak(chunks, emit=events))
+        del chunks, holder
+        await events.until(FirstAudio, poll_s=0.001)
+        speaker.cancel()
+        await asyncio.wait_for(task, 2.0)
+        assert closed == ["llm", "chunker"]  # closed by the speaker, in order, before it returned
+        gc.collect()
+        await asyncio.sleep(0.2)
+
+    asyncio.run(scenario())
+    asyncio.run(sink.close())
+    assert [str(e.get("exception") or e.get("message")) for e in errors] == []
+    assert closed == ["llm", "chunker"]

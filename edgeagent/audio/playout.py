@@ -183,6 +183,12 @@ class Speaker:
         finally:
             self._synth_done.set()
             self._frames.put_nowait(None)
+            # Close the chunk stream here, in order, rather than leave it to the garbage collector: the
+            # reply's nested generators (chunker <- router <- LLM stream) would each be finalized at once
+            # and collide ("aclose(): asynchronous generator is already running").
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                await close()
 
     def _play_sound(self, sound: Sound) -> None:
         index = len(self._chunks)
