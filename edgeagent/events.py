@@ -33,9 +33,10 @@ class StateChanged(Event):
 
 @dataclass(frozen=True)
 class WakeDetected(Event):
-    word: str
+    word: str  # the model's name
     score: float
     audio_s: float = 0.0
+    phrase: str = ""  # what the user says ("Okay Nabu"), from the model's metadata
 
 
 @dataclass(frozen=True)

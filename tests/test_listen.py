@@ -110,7 +110,7 @@ def test_stop_word_only_while_speaking(config, tmp_path):
     config.wake.models, config.wake.stop_word = ["okay_nabu"], "alexa"
     clip = [0.3, piper_wav("Alexa."), 0.5]
     assert wake_on(config, clip, tmp_path, speaking=False) == []
-    assert [d.word for d in wake_on(config, clip, tmp_path, speaking=True)] == ["alexa"]
+    assert [(d.word, d.phrase) for d in wake_on(config, clip, tmp_path, speaking=True)] == [("alexa", "Alexa")]
 
 
 def test_missing_corrupt_and_custom_models(config, tmp_path):

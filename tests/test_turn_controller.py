@@ -449,7 +449,7 @@ def test_the_wake_phrase_alone_is_no_request_to_end_the_turn_on_or_answer():
 @pytest.mark.parametrize("text, word, left", [
     ("Alexa.", "alexa", ""), ("Okay, Nabu.", "okay_nabu", ""), ("Hey Jarvis!", "hey_jarvis", ""),
     ("Alexa, set a timer for", "alexa", "set a timer for"), ("Alexander the Great", "alexa", "Alexander the Great"),
-    ("What time is it?", None, "What time is it?")])
+    ("Okay Nabu, what time is it", "Okay Nabu", "what time is it"), ("What time is it?", None, "What time is it?")])
 def test_after_wake_phrase(text, word, left):
     assert after_wake_phrase(text, word) == left
     assert not is_complete_sentence(after_wake_phrase(text, word)) or left

@@ -286,12 +286,13 @@ def is_complete_sentence(text: str) -> bool:
     return bool(words) and not text.endswith(("..", ",", "-", "—")) and words[-1] not in OPEN_ENDINGS
 
 
-def after_wake_phrase(text: str, wake_word: str | None) -> str:
-    """The pause's transcript without the wake phrase it starts with: "Alexa." alone is the user about
-    to ask, not a finished request (a pause after the wake word is common and must not end the turn)."""
-    if not wake_word:
+def after_wake_phrase(text: str, wake_phrase: str | None) -> str:
+    """The pause's transcript without the wake phrase it starts with ("Okay Nabu", or a model name
+    such as "okay_nabu"): "Alexa." alone is the user about to ask, not a finished request (a pause
+    after the wake word is common and must not end the turn)."""
+    if not wake_phrase:
         return text
-    words = [re.escape(word) for word in wake_word.replace("_", " ").split()]
+    words = [re.escape(word) for word in wake_phrase.replace("_", " ").split()]
     return re.sub(r"^\W*" + r"\W*".join(words) + r"\b\W*", "", text, flags=re.IGNORECASE)
 
 

@@ -286,7 +286,8 @@ class MultiWakeDetector:
             armed = self.speaking if slot.is_stop_word else True
             score = slot.trigger.update(probabilities, end_s, self.refractory_s, armed)
             if score is not None:
-                detections.append(WakeDetected(t=frame.t, word=slot.model.info.name, score=score, audio_s=end_s))
+                detections.append(WakeDetected(t=frame.t, word=slot.model.info.name, score=score, audio_s=end_s,
+                                               phrase=slot.model.info.phrase))
         return detections
 
     def set_speaking(self, speaking: bool) -> None:

@@ -133,6 +133,7 @@ class Turn:
     stopped: bool = False  # cancelled on purpose (barge-in, remote cancel): the trace already says why
     continued: bool = False  # the user went on talking before the answer was heard: listened to again
     speech_start: float | None = None  # audio position where the utterance (with its pre-roll) began
+    wake_phrase: str = ""  # what woke it ("Alexa"): said alone, it is no request yet
     # the controller's own monotonic readings, from which the trace's durations are computed
     speech_end_true: float | None = None  # when the user actually stopped (audio position mapped to the clock)
     end_of_turn: float | None = None  # when the endpointer decided
@@ -300,11 +301,8 @@ class TurnController:
         turn = self.turn
         assert turn is not None
         utterance = turn.utterance
-        settled = None
-        if utterance is not None and utterance.decodes_pauses:
-            def settled() -> str | None:  # what the end of turn judges: the request, not the wake phrase
-                text = utterance.settled_text()
-                return None if text is None else after_wake_phrase(text, turn.trace.wake_word)
+        decodes_pauses = utterance is not None and utterance.decodes_pauses
+        settled = (lambda: self._request_in_pause(turn)) if decodes_pauses else None
         events = self.endpointer.process(frame, settled_text=settled)
         if utterance is not None and self.endpointer.state.in_speech and not events:
             utterance.audio(frame)
@@ -324,8 +322,15 @@ class TurnController:
             elif isinstance(event, NoSpeech):
                 self._close_listening(turn)
                 return
-        if utterance is not None and self.config.agent.speculative_reply and settled is not None:
-            self._speculate(turn, utterance.settled_text() if settled() else None)  # not on the wake phrase alone
+        if decodes_pauses and self.config.agent.speculative_reply:
+            self._speculate(turn, utterance.settled_text() if self._request_in_pause(turn) else None)
+
+    @staticmethod
+    def _request_in_pause(turn: Turn) -> str | None:
+        """What STT made of the pause, after the wake phrase: the end of turn and the speculation judge
+        the request ("Alexa." alone is none yet); None while nothing is decoded."""
+        text = turn.utterance.settled_text() if turn.utterance is not None else None
+        return None if text is None else after_wake_phrase(text, turn.wake_phrase)
 
     def _speculate(self, turn: Turn, settled: str | None) -> None:
         """Keep one held reply to what STT decoded of the pause: started once it is there, discarded
@@ -353,11 +358,12 @@ class TurnController:
     # ------------------------------------------------------------ turn lifecycle
 
     def _open_turn(self, detection: WakeDetected | None, follow_up: bool = False, frame: Frame | None = None,
-                   lookback_ms: int = 0, trace: TurnTrace | None = None) -> None:
+                   lookback_ms: int = 0, trace: TurnTrace | None = None, wake_phrase: str = "") -> None:
         trace = trace or TurnTrace(device_id=self.config.device.id)
         if detection is not None:
             trace.wake_word, trace.wake_score = detection.word, round(detection.score, 3)
-        self.turn = Turn(trace=trace, follow_up=follow_up)
+            wake_phrase = detection.phrase or detection.word
+        self.turn = Turn(trace=trace, follow_up=follow_up, wake_phrase=wake_phrase)
         if detection is not None:
             self.on_event(detection, trace.turn_id)
         if frame is not None:  # a follow-up window closes after follow_up_s without speech
@@ -525,7 +531,8 @@ class TurnController:
                           speculations_discarded=old.speculations_discarded + (turn.reply is not None))
         self.turn = None
         self._set_state(AgentState.IDLE, "the user goes on")
-        self._open_turn(None, follow_up=turn.follow_up, frame=frame, lookback_ms=lookback_ms, trace=trace)
+        self._open_turn(None, follow_up=turn.follow_up, frame=frame, lookback_ms=lookback_ms, trace=trace,
+                        wake_phrase=turn.wake_phrase)
 
     def _abandon_turn(self, reason: str) -> None:
         """Remote cancel or shutdown: stop the turn now, publish once it has unwound."""
