@@ -174,13 +174,19 @@ def test_a_reply_stopped_early_closes_its_chunk_stream_in_order(tmp_path):
     import gc
 
     closed: list[str] = []
+    sink = TimedWavSink(tmp_path / "out.wav", 22050)
+    speaker = Speaker(synthesizer("espeak"), sink, realtime=True)
+    events = EventLog()
+    errors: list[dict] = []
 
     async def llm():
         try:
-            for text in REPLY * 3:
-                yield text  # ready before the voice is: the speaker waits on synthesis, not on it
+            yield REPLY[0]
+            await events.until(FirstAudio, poll_s=0.001)
+            speaker.cancel()  # the barge-in lands with the next token: the speaker closes us while
+            yield REPLY[1]  # speak() winds down and cancels its synthesis task
         finally:
-            await asyncio.sleep(0.01)  # closing an HTTP stream awaits
+            await asyncio.sleep(0.05)  # closing an HTTP stream awaits
             closed.append("llm")
 
     async def chunker(holder):
@@ -192,22 +198,15 @@ def test_a_reply_stopped_early_closes_its_chunk_stream_in_order(tmp_path):
             await stream.aclose()
             closed.append("chunker")
 
-    sink = TimedWavSink(tmp_path / "out.wav", 22050)
-    speaker = Speaker(synthesizer("espeak"), sink, realtime=True)
-    errors: list[dict] = []
-
     async def scenario():
         asyncio.get_running_loop().set_exception_handler(lambda loop, context: errors.append(context))
-        events = EventLog()
         holder: list = []
         chunks = chunker(holder)
         holder.append(chunks)  # a reference cycle, as tracebacks and closures make in the daemon
-        task = asyncio.create_task(speaker.speak(chunks, emit=events))
-        del chunks, holder
-        await events.until(FirstAudio, poll_s=0.001)
-        speaker.cancel()
-        await asyncio.wait_for(task, 2.0)
+        heard = await asyncio.wait_for(speaker.speak(chunks, emit=events), 5.0)
+        assert heard.cancelled
         assert closed == ["llm", "chunker"]  # closed by the speaker, in order, before it returned
+        del chunks, holder
         gc.collect()
         await asyncio.sleep(0.2)
 

@@ -39,6 +39,23 @@ class _Chunk:
     complete: bool = False  # synthesized in full: ``samples`` is its length
 
 
+async def _close_uninterrupted(closing) -> None:
+    """Await a stream's close to its end even if our task is cancelled meanwhile (``speak`` cancels
+    the synthesis when playback stops): a close cut short at its own await leaves the inner streams
+    (an LLM's HTTP response) open, for the garbage collector to finalize all at once.  The
+    cancellation is re-raised once the close is done."""
+    closing = asyncio.ensure_future(closing)
+    interrupted = False
+    while not closing.done():
+        try:
+            await asyncio.shield(closing)
+        except asyncio.CancelledError:
+            interrupted = True
+    if interrupted:
+        raise asyncio.CancelledError
+    closing.result()
+
+
 class Speaker:
     """Speaks one reply at a time into ``sink`` (WavSink, PyAudioSpeaker, EchoTap, ...), reporting
     ChunkQueued, FirstSynth, FirstAudio and Spoken (captions, as playback goes) as they happen and
@@ -188,7 +205,7 @@ class Speaker:
             # and collide ("aclose(): asynchronous generator is already running").
             close = getattr(chunks, "aclose", None)
             if close is not None:
-                await close()
+                await _close_uninterrupted(close())
 
     def _play_sound(self, sound: Sound) -> None:
         index = len(self._chunks)
