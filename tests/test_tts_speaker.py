@@ -166,7 +166,8 @@ def test_a_failing_engine_raises_from_speak(tmp_path):
         asyncio.run(Speaker(Broken(), sink, realtime=False).say("hello"))
 
 
-def test_a_reply_stopped_early_closes_its_chunk_stream_in_order(tmp_path):
+@pytest.mark.parametrize("stopped_by", ["barge-in with the next token", "reply task cancelled mid-close"])
+def test_a_reply_stopped_early_closes_its_chunk_stream_in_order(tmp_path, stopped_by):
     """The reply's chunks come from nested async generators (chunker <- router <- LLM HTTP stream),
     each closing the next with an await.  Left to the garbage collector after a cancel, all of them
     were finalized at once and each aclose() hit one already closing: 'aclose(): asynchronous
@@ -178,6 +179,7 @@ def test_a_reply_stopped_early_closes_its_chunk_stream_in_order(tmp_path):
     speaker = Speaker(synthesizer("espeak"), sink, realtime=True)
     events = EventLog()
     errors: list[dict] = []
+    closing = asyncio.Event()
 
     async def llm():
         try:
@@ -186,6 +188,7 @@ def test_a_reply_stopped_early_closes_its_chunk_stream_in_order(tmp_path):
             speaker.cancel()  # the barge-in lands with the next token: the speaker closes us while
             yield REPLY[1]  # speak() winds down and cancels its synthesis task
         finally:
+            closing.set()
             await asyncio.sleep(0.05)  # closing an HTTP stream awaits
             closed.append("llm")
 
@@ -203,8 +206,14 @@ def test_a_reply_stopped_early_closes_its_chunk_stream_in_order(tmp_path):
         holder: list = []
         chunks = chunker(holder)
         holder.append(chunks)  # a reference cycle, as tracebacks and closures make in the daemon
-        heard = await asyncio.wait_for(speaker.speak(chunks, emit=events), 5.0)
-        assert heard.cancelled
+        task = asyncio.create_task(speaker.speak(chunks, emit=events))
+        if stopped_by == "reply task cancelled mid-close":  # as Reply.cancel() does to its task
+            await closing.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(task, 5.0)
+        else:
+            assert (await asyncio.wait_for(task, 5.0)).cancelled
         assert closed == ["llm", "chunker"]  # closed by the speaker, in order, before it returned
         del chunks, holder
         gc.collect()

@@ -39,21 +39,20 @@ class _Chunk:
     complete: bool = False  # synthesized in full: ``samples`` is its length
 
 
-async def _close_uninterrupted(closing) -> None:
-    """Await a stream's close to its end even if our task is cancelled meanwhile (``speak`` cancels
-    the synthesis when playback stops): a close cut short at its own await leaves the inner streams
-    (an LLM's HTTP response) open, for the garbage collector to finalize all at once.  The
-    cancellation is re-raised once the close is done."""
-    closing = asyncio.ensure_future(closing)
+async def _uninterrupted(awaitable) -> object:
+    """Await to the end even if our task is cancelled meanwhile, then re-raise the cancellation.  A
+    reply's chunk stream closes with awaits (an LLM's HTTP response); cut short there, the inner
+    streams stay open for the garbage collector to finalize all at once."""
+    future = asyncio.ensure_future(awaitable)
     interrupted = False
-    while not closing.done():
+    while not future.done():
         try:
-            await asyncio.shield(closing)
+            await asyncio.shield(future)
         except asyncio.CancelledError:
             interrupted = True
     if interrupted:
         raise asyncio.CancelledError
-    closing.result()
+    return future.result()
 
 
 class Speaker:
@@ -119,9 +118,9 @@ class Speaker:
             if not self._cancelled.is_set():
                 self._report_spoken(self._written)  # all of it: the sink plays what it holds
         finally:
-            if not synth.done():
+            if not self._synth_done.is_set():  # still reading chunks; once done it is only closing them
                 synth.cancel()
-            await asyncio.gather(synth, return_exceptions=True)
+            await asyncio.gather(synth, return_exceptions=True)  # a cancelled gather still waits for synth
             if self._fade is not None:
                 await self._fade  # the sink may be closed right after we return
         if not synth.cancelled() and synth.exception() is not None and not self._cancelled.is_set():
@@ -205,7 +204,7 @@ class Speaker:
             # and collide ("aclose(): asynchronous generator is already running").
             close = getattr(chunks, "aclose", None)
             if close is not None:
-                await _close_uninterrupted(close())
+                await _uninterrupted(close())
 
     def _play_sound(self, sound: Sound) -> None:
         index = len(self._chunks)
