@@ -41,6 +41,10 @@ class VoiceDevice(StandaloneDevice):
                 "last_turn_ms": last.ttfa_ms if last else None,
                 "degraded": dict(self.stages.degraded) if self.stages else {}}
 
+    def is_idle(self) -> bool:
+        controller = self.controller
+        return controller is not None and controller.state == AgentState.IDLE and controller.turn is None
+
     def _apply_audio(self) -> None:
         if self.controller is not None:
             self.controller.muted = self.muted

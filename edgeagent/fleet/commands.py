@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from edgeagent.fleet.control import CommandFailed, DeviceControl
+from edgeagent.fleet.update import check_sha256, check_url
 
 MAX_PAYLOAD = 4096  # bytes; a say text fits easily, a flood does not
 MAX_SAY_CHARS = 1000
@@ -48,6 +49,7 @@ SCHEMAS: dict[str, dict[str, Arg]] = {
     "restart": {},
     "ping": {},
     "stats": {},
+    "update": {"url": Arg(str, check_url), "sha256": Arg(str, check_sha256)},
 }
 
 
@@ -107,6 +109,8 @@ async def execute(name: str, args: dict[str, Any], control: DeviceControl,
         return await control.cancel()
     if name == "restart":
         return await control.restart()
+    if name == "update":
+        return await control.update(args["url"], args["sha256"])
     if name in ("ping", "stats"):
         return await extra(name)
     raise BadCommand(f"unknown command {name!r}")  # parse() keeps us from getting here

@@ -20,6 +20,7 @@ from typing import Any
 from edgeagent.config import Config, load_config, secret_values
 from edgeagent.fleet.control import CommandFailed
 from edgeagent.fleet.link import FleetLink
+from edgeagent.fleet.update import DeviceUpdates
 from edgeagent.logsetup import RedactSecrets
 from edgeagent.fleet.remote_config import ConfigChange
 
@@ -36,6 +37,7 @@ class StandaloneDevice:
         self.volume = config.audio.volume
         self.restart_requested = asyncio.Event()
         self.link: FleetLink | None = None
+        self.updates: DeviceUpdates | None = None
         self.config_changes = 0
         self._started = time.monotonic()
 
@@ -43,7 +45,12 @@ class StandaloneDevice:
         self.link = link
         self.config = link.config
         self.volume = self.config.audio.volume
-        link.update_state(**self._state_fields())
+        link.update_state(group=self.config.device.group or None, **self._state_fields())
+        self.updates = DeviceUpdates(self.config, link, self.is_idle)
+
+    def is_idle(self) -> bool:
+        """Nothing a reboot would cut off (the voice loop: no turn in progress)."""
+        return True
 
     def _state_fields(self) -> dict[str, Any]:
         return {"state": "idle", "voice_loop": False, "mute": self.muted, "volume": self.volume, "backend": None,
@@ -75,6 +82,11 @@ class StandaloneDevice:
     async def restart(self) -> dict[str, Any]:
         asyncio.get_running_loop().call_later(0.2, self.restart_requested.set)  # reply goes out first
         return {"restarting": True}
+
+    async def update(self, url: str, sha256: str) -> dict[str, Any]:
+        if self.updates is None:
+            raise CommandFailed("not attached to the fleet link")
+        return await self.updates.start(url, sha256)
 
     async def stats(self) -> dict[str, Any]:
         return {"uptime_s": round(time.monotonic() - self._started, 1), "turns": 0,

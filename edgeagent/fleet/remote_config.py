@@ -32,7 +32,8 @@ LIVE_KEYS = (
     "telemetry.include_text", "log.",
 )
 MAX_DESIRED_BYTES = 64 * 1024
-LOCAL_ONLY = (("device", "id"), ("paths", None), ("mqtt", "topic_root"))
+LOCAL_ONLY = (("device", "id"), ("paths", None), ("mqtt", "topic_root"), ("update", "reboot_request"),
+              ("update", "rauc_conf"))
 
 
 @dataclass(frozen=True)
