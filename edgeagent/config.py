@@ -107,6 +107,7 @@ def looks_secret(key: str) -> bool:
 class DeviceConfig:
     id: str = ""  # empty: derived from /etc/machine-id (or the host name)
     name: str = "edgeagent speaker"
+    group: str = ""  # fleet group, e.g. "kitchen-floor-2" (`edgeagent fleet update --group`)
     timezone: str = ""  # IANA name ("Europe/Berlin") for the time, date and alarms; empty: the system's
 
     def __post_init__(self) -> None:
@@ -296,6 +297,15 @@ class UiConfig:
 
 
 @dataclass
+class UpdateConfig:
+    """Over-the-air updates of the OS image (edgeagent.ota; the fleet command ``update``)."""
+
+    confirm_deadline_s: float = bounded(900.0, 60.0, 86400.0)  # new version READY + on the broker within this, else rollback
+    reboot_request: str = "/run/edgeagent/reboot"  # the image's edgeagent-reboot.path reboots when this file appears
+    rauc_conf: str = ""  # empty: RAUC's /etc/rauc/system.conf
+
+
+@dataclass
 class LogConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -316,6 +326,7 @@ class Config:
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     ui: UiConfig = field(default_factory=UiConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
 
     @property
     def models_dir(self) -> Path:

@@ -1,16 +1,25 @@
 #!/bin/bash
-# Build a flashable edgeagent SD-card / disk image from Debian packages, without loop devices.
+# Build a flashable edgeagent SD-card / disk image from Debian packages, without loop devices, and the
+# signed RAUC update bundle of the same root file system.
 #
-#   image/build.sh arm64    Raspberry Pi 3/4/400/CM4 (Debian raspi-firmware + linux-image-arm64)
-#   image/build.sh amd64    the same image for a PC or QEMU (CI boots it with -kernel from its boot partition)
+#   image/build.sh arm64    Raspberry Pi 3/4/400/CM4 (Debian raspi-firmware + U-Boot + linux-image-arm64)
+#   image/build.sh amd64    the same image for a PC or QEMU (UEFI: GRUB on the EFI system partition)
 #
 # Steps, each cached under image/out/cache so a rebuild after a code change takes a minute:
 #   1. base rootfs tarball: mmdebstrap with every Debian package (key: package list + mirror + arch)
 #   2. Python wheels for the image's architecture, unpacked on the host with pip --platform
 #      (no emulation needed; key: pyproject.toml + extras)
-#   3. rootfs: base + /opt/edgeagent (code, .venv, models) + units + first-boot provisioning
-#   4. partitions as files (mkfs.vfat + mtools, mkfs.ext4 -d), glued with sfdisk + dd
+#   3. rootfs: base + /opt/edgeagent (code, .venv, models) + units + first-boot provisioning + RAUC
+#   4. partitions as files (mkfs.vfat + mtools, mkfs.ext4 -d), glued with sfdisk + dd:
+#      boot (FAT) | root slot A | root slot B (empty until the first update) | data (/etc/edgeagent, state)
+#   5. the update bundle image/out/edgeagent-ARCH.raucb: slot A's root file system, signed
 # arm64 maintainer scripts and the in-image steps run through qemu-user (binfmt_misc, qemu-user-static).
+#
+# IMAGE_VERSION (default: package version + git commit + build time) is what the device reports and
+# what RAUC calls the bundle's version.  Bundles are signed with RAUC_KEY/RAUC_CERT and the image
+# trusts RAUC_KEYRING; by default a development pair generated into image/out/keys (never committed).
+# IMAGE_OVERLAY=DIR copies DIR over the root file system last (tests use it to build a broken version);
+# IMAGE_BUNDLE=0 skips the bundle (its compression is most of a rebuild's time).
 set -euo pipefail
 
 ARCH=${1:?usage: build.sh amd64|arm64}
@@ -21,7 +30,9 @@ CACHE=$OUT/cache
 WORK=$OUT/$ARCH
 SUITE=${SUITE:-bookworm}
 BOOT_MB=${BOOT_MB:-256}
-ROOT_EXTRA_MB=${ROOT_EXTRA_MB:-256}  # free space on the root file system
+ROOT_EXTRA_MB=${ROOT_EXTRA_MB:-256}  # free space in the bundle's root file system (RAUC grows it to the slot)
+SLOT_MB=${SLOT_MB:-}                 # each root slot; default: the root file system + 25 %, in 512 MiB steps
+DATA_MB=${DATA_MB:-1536}             # config, credentials, state, spool, and room to download one bundle
 # Debian mirror: the one this machine's apt uses (deb822 or one-line sources), unless MIRROR is set.
 MIRROR=${MIRROR:-$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | sed -n \
   's/^URIs:[[:space:]]*\([^[:space:]]*\/debian\)$/\1/p; s/^deb[[:space:]]\+\(http[^[:space:]]*\/debian\)[[:space:]].*/\1/p' | head -n1 || true)}
@@ -39,11 +50,15 @@ IMAGE_KIOSK=${IMAGE_KIOSK:-0}
 PACKAGES=(systemd-sysv udev kmod iproute2 ca-certificates systemd-timesyncd wpasupplicant
   initramfs-tools e2fsprogs dosfstools
   python3 python3-venv python3-systemd python3-pyaudio
-  alsa-utils espeak-ng libgomp1)
+  alsa-utils espeak-ng libgomp1
+  rauc rauc-service dbus)
 case $ARCH in
-  arm64) PACKAGES+=(linux-image-arm64 raspi-firmware firmware-brcm80211 wireless-regdb); PY_MACHINE=aarch64 ;;
-  # the generic kernel: a PC speaker needs its sound drivers (the cloud kernel has none)
-  amd64) PACKAGES+=(linux-image-amd64); PY_MACHINE=x86_64 ;;
+  # U-Boot picks the A/B slot (RAUC's uboot backend, fw_setenv from libubootenv-tool)
+  arm64) PACKAGES+=(linux-image-arm64 raspi-firmware firmware-brcm80211 wireless-regdb u-boot-rpi libubootenv-tool)
+         PY_MACHINE=aarch64 ;;
+  # the generic kernel: a PC speaker needs its sound drivers (the cloud kernel has none); GRUB (UEFI)
+  # picks the A/B slot (RAUC's grub backend, grub-editenv from grub-common)
+  amd64) PACKAGES+=(linux-image-amd64 grub-efi-amd64-bin grub-common); PY_MACHINE=x86_64 ;;
   *) echo "build.sh: unknown architecture '$ARCH' (use amd64 or arm64)" >&2; exit 2 ;;
 esac
 [ "$IMAGE_KIOSK" = 1 ] && PACKAGES+=(cage xwayland chromium seatd fonts-dejavu-core)
@@ -53,6 +68,7 @@ PY_PLATFORMS=(manylinux2014_$PY_MACHINE $(for v in $(seq 36 -1 17); do echo "man
 log() { printf '[image %s %s] %s\n' "$ARCH" "$(date +%T)" "$*"; }
 need() { command -v "$1" >/dev/null || { echo "build.sh: '$1' missing: make image-deps (apt: $2)" >&2; exit 2; }; }
 need mmdebstrap mmdebstrap; need mkfs.vfat dosfstools; need mcopy mtools; need sfdisk fdisk; need mkfs.ext4 e2fsprogs
+need rauc rauc; need mksquashfs squashfs-tools; need openssl openssl; [ "$ARCH" = amd64 ] || need mkimage u-boot-tools
 [ "$(id -u)" = 0 ] || { echo "build.sh: run as root (mmdebstrap root mode, file ownership)" >&2; exit 2; }
 if [ "$ARCH" != amd64 ] && [ "$(dpkg --print-architecture)" != "$ARCH" ] && ! [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
   echo "build.sh: $ARCH needs qemu-user-static registered in binfmt_misc:" >&2
@@ -61,6 +77,26 @@ if [ "$ARCH" != amd64 ] && [ "$(dpkg --print-architecture)" != "$ARCH" ] && ! [ 
 fi
 mkdir -p "$CACHE" "$WORK"
 START=$(date +%s)
+COMPATIBLE=edgeagent-$ARCH
+IMAGE_VERSION=${IMAGE_VERSION:-$(sed -n 's/^__version__ = "\(.*\)"/\1/p' "$REPO/edgeagent/__init__.py")+$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet HEAD 2>/dev/null || echo .dirty).$(date -u +%Y%m%d%H%M)}
+# Bundle signing: your own key pair (RAUC_KEY, RAUC_CERT; RAUC_KEYRING = the CA the devices trust), or a
+# development pair made once per checkout in image/out/keys.  Never commit a key.
+KEYS=$OUT/keys
+if [ -z "${RAUC_KEY:-}" ]; then
+  RAUC_KEY=$KEYS/dev.key.pem RAUC_CERT=$KEYS/dev.cert.pem
+  if [ ! -s "$RAUC_KEY" ]; then
+    mkdir -p "$KEYS"; chmod 0700 "$KEYS"
+    openssl req -x509 -newkey rsa:4096 -nodes -days 3650 -keyout "$RAUC_KEY" -out "$RAUC_CERT" \
+      -subj "/O=edgeagent/CN=edgeagent development bundle signing $(hostname)" 2>/dev/null
+    log "generated a development signing key: $RAUC_KEY (images built here trust only it)"
+  fi
+fi
+RAUC_CERT=${RAUC_CERT:?RAUC_KEY given without RAUC_CERT}
+RAUC_KEYRING=${RAUC_KEYRING:-$RAUC_CERT}
+# Fixed partition identities: the boot loader, fstab and RAUC name partitions by these.
+DISK_ID=edaa6e00  # MBR disk signature (Pi): partition n is PARTUUID=edaa6e00-0n
+GPT_UUID_PREFIX=0ed9e5c1-a000-4e0a-8000-00000000000  # amd64 GPT: partition n is ${GPT_UUID_PREFIX}n
+part_uuid() { if [ "$ARCH" = amd64 ]; then echo "$GPT_UUID_PREFIX$1"; else echo "$DISK_ID-0$1"; fi; }
 
 # ---------------------------------------------------------------- 1. base rootfs (Debian packages)
 base_key=$(printf '%s\n' "$SUITE" "$MIRROR" "${PACKAGES[*]}" "$(sed -n '/^mmdebstrap_base()/,/^}/p' "$0")" | sha256sum | cut -c1-16)
@@ -155,8 +191,10 @@ if grep -E '^[^ ]+ +(unavailable|corrupt|missing)' "$WORK/models.txt" | grep -v 
 fi
 
 log "system configuration: user, units, provisioning, fstab"
-in_root useradd --system --home-dir /var/lib/edgeagent --no-create-home --shell /usr/sbin/nologin \
-  --groups audio --user-group edgeagent
+# a fixed uid/gid: files on the data partition must belong to the same user in every later version
+in_root groupadd --system --gid 900 edgeagent
+in_root useradd --system --uid 900 --gid 900 --home-dir /var/lib/edgeagent --no-create-home --shell /usr/sbin/nologin \
+  --groups audio edgeagent
 cp -a "$REPO/image/rootfs/." "$ROOTFS/"
 [ -f "$REPO/systemd/edgeagent.service" ] && install -m 0644 "$REPO/systemd/edgeagent.service" "$ROOTFS/etc/systemd/system/edgeagent.service"
 # A card booted without edgeagent.toml still runs (defaults: machine-id device id, local answers);
@@ -167,11 +205,54 @@ echo edgeagent > "$ROOTFS/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tedgeagent\n' > "$ROOTFS/etc/hosts"
 cat > "$ROOTFS/etc/fstab" <<'EOF'
 # Read-mostly: the journal lives in RAM (journald.conf.d), /tmp is a tmpfs, root is mounted noatime.
-LABEL=RASPIROOT  /              ext4  defaults,noatime,commit=60,errors=remount-ro  0 1
-LABEL=RASPIFIRM  /boot/firmware vfat  defaults,noatime,umask=0077                    0 2
-tmpfs            /tmp           tmpfs defaults,nosuid,nodev,size=64m                 0 0
+# The root is one of two slots (A/B, named on the kernel command line by the boot loader); what must
+# outlive an update lives on the data partition: /etc/edgeagent (config, credentials) and
+# /var/lib/edgeagent (state, telemetry spool, update records), bind-mounted into place.
+/dev/root                /                   ext4  defaults,noatime,commit=60,errors=remount-ro  0 0
+LABEL=RASPIFIRM          /boot/firmware      vfat  defaults,noatime,umask=0077                    0 2
+LABEL=EDGEDATA           /data               ext4  defaults,noatime,commit=60,errors=remount-ro   0 2
+/data/etc/edgeagent      /etc/edgeagent      none  bind                                           0 0
+/data/var/lib/edgeagent  /var/lib/edgeagent  none  bind                                           0 0
+tmpfs                    /tmp                tmpfs defaults,nosuid,nodev,size=64m                 0 0
 EOF
-systemctl --root="$ROOTFS" enable systemd-networkd.service systemd-timesyncd.service edgeagent-provision.service 2>/dev/null
+mkdir -p "$ROOTFS/data" "$ROOTFS/var/lib/edgeagent"
+printf 'VERSION=%s\nCOMPATIBLE=%s\nBUILT=%s\n' "$IMAGE_VERSION" "$COMPATIBLE" "$(date -u +%FT%TZ)" > "$ROOTFS/etc/edgeagent-image"
+
+log "RAUC: $COMPATIBLE, slots A/B, keyring $(basename "$RAUC_KEYRING")"
+mkdir -p "$ROOTFS/etc/rauc"
+install -m 0644 "$RAUC_KEYRING" "$ROOTFS/etc/rauc/keyring.pem"
+case $ARCH in
+  amd64) bootloader="bootloader=grub
+grubenv=/boot/firmware/EFI/BOOT/grubenv" ;;
+  arm64) bootloader="bootloader=uboot"
+         echo "/boot/firmware/uboot.env 0x0000 0x4000" > "$ROOTFS/etc/fw_env.config" ;;
+esac
+cat > "$ROOTFS/etc/rauc/system.conf" <<CONF
+# RAUC: which bundles this device takes ($COMPATIBLE, signed by a key in keyring.pem, verity format)
+# and where they go: the root slot that is not running.
+[system]
+compatible=$COMPATIBLE
+$bootloader
+data-directory=/data/rauc
+bundle-formats=-plain
+
+[keyring]
+path=/etc/rauc/keyring.pem
+
+[slot.rootfs.0]
+device=/dev/disk/by-partuuid/$(part_uuid 2)
+type=ext4
+bootname=A
+resize=true
+
+[slot.rootfs.1]
+device=/dev/disk/by-partuuid/$(part_uuid 3)
+type=ext4
+bootname=B
+resize=true
+CONF
+systemctl --root="$ROOTFS" enable systemd-networkd.service systemd-timesyncd.service edgeagent-provision.service \
+  edgeagent-update-trial.service edgeagent-reboot.path 2>/dev/null
 # wpa_supplicant runs per interface (wpa_supplicant@wlan0, enabled by provisioning), not the D-Bus instance.
 systemctl --root="$ROOTFS" disable wpa_supplicant.service 2>/dev/null
 if [ "$IMAGE_KIOSK" = 1 ]; then  # off until config.toml says ui.kiosk = true (the unit's ExecCondition)
@@ -186,6 +267,18 @@ else
   log "WARNING: systemd/edgeagent.service missing in the repo: the image has no edgeagent unit"
 fi
 in_root passwd --lock root >/dev/null
+if [ -n "${IMAGE_OVERLAY:-}" ]; then
+  log "overlay: $IMAGE_OVERLAY"
+  cp -a "$IMAGE_OVERLAY/." "$ROOTFS/"
+fi
+
+# What outlives updates moves to the data partition (mounted over these directories at boot).
+DATA=$WORK/data
+rm -rf "$DATA"; mkdir -p "$DATA/etc" "$DATA/var/lib" "$DATA/rauc"
+mv "$ROOTFS/etc/edgeagent" "$DATA/etc/edgeagent"
+mkdir -p "$ROOTFS/etc/edgeagent"
+install -d -m 0750 -o 900 -g 900 "$DATA/var/lib/edgeagent"
+chmod 0700 "$DATA/rauc"
 
 # ---------------------------------------------------------------- boot files
 BOOTFILES=$WORK/bootfiles
@@ -203,14 +296,30 @@ case $ARCH in
     trap 'umount "$ROOTFS/proc" 2>/dev/null || true' EXIT
     in_root env DEB_MAINT_PARAMS=configure /etc/kernel/postinst.d/z50-raspi-firmware
     umount "$ROOTFS/proc"; trap - EXIT
-    cp -a "$ROOTFS/boot/firmware/." "$BOOTFILES/" ;;
+    cp -a "$ROOTFS/boot/firmware/." "$BOOTFILES/"
+    # The firmware starts U-Boot instead of the kernel; U-Boot's boot.scr picks slot A or B and boots
+    # that slot's own /vmlinuz and /initrd.img (so an update brings its kernel) with the device tree the
+    # firmware loaded.  The kernel and initrd the hook put here are not used: removed.
+    cp "$ROOTFS/usr/lib/u-boot/rpi_arm64/u-boot.bin" "$BOOTFILES/u-boot.bin"
+    sed -i -e 's/^kernel=.*/kernel=u-boot.bin/' -e '/^initramfs /d' "$BOOTFILES/config.txt"
+    grep -q '^enable_uart=1' "$BOOTFILES/config.txt" || echo enable_uart=1 >> "$BOOTFILES/config.txt"
+    cmdline=$(sed -e 's/root=[^ ]*//' -e 's/  */ /g' -e 's/ *$//' "$BOOTFILES/cmdline.txt")
+    rm -f "$BOOTFILES"/vmlinuz-* "$BOOTFILES"/initrd.img-*
+    sed -e "s|@CMDLINE@|$cmdline panic=30|" -e "s|@DISKID@|$DISK_ID|" "$HERE/boot/boot.cmd" > "$WORK/boot.cmd"
+    mkimage -A arm64 -O linux -T script -C none -n "edgeagent A/B" -d "$WORK/boot.cmd" "$BOOTFILES/boot.scr" >/dev/null
+    cp "$WORK/boot.cmd" "$BOOTFILES/boot.cmd" ;;
   amd64)
-    # The CI variant boots with QEMU -kernel/-initrd/-append taken from this partition (the way the
-    # Pi firmware reads kernel, initrd and cmdline.txt from it).
-    cp -L "$ROOTFS/vmlinuz" "$BOOTFILES/vmlinuz"
-    cp -L "$ROOTFS/initrd.img" "$BOOTFILES/initrd.img"
-    echo "console=ttyS0,115200 root=LABEL=RASPIROOT rw rootwait fsck.repair=yes net.ifnames=0 quiet systemd.show_status=1" \
-      > "$BOOTFILES/cmdline.txt" ;;
+    # UEFI: GRUB as the removable-media loader (no NVRAM entry needed); grub.cfg picks slot A or B and
+    # boots that slot's own /vmlinuz and /initrd.img; grubenv holds RAUC's boot state.
+    mkdir -p "$BOOTFILES/EFI/BOOT"
+    in_root grub-mkimage -O x86_64-efi -p /EFI/BOOT -o /tmp/BOOTX64.EFI part_gpt fat ext2 normal linux configfile \
+      loadenv test regexp echo search all_video efi_gop efi_uga gzio
+    mv "$ROOTFS/tmp/BOOTX64.EFI" "$BOOTFILES/EFI/BOOT/BOOTX64.EFI"
+    sed -e "s|@CMDLINE@|console=ttyS0,115200 rw rootwait fsck.repair=yes net.ifnames=0 quiet systemd.show_status=1 panic=30|" \
+      -e "s|@ROOT_A@|$(part_uuid 2)|" -e "s|@ROOT_B@|$(part_uuid 3)|" "$HERE/boot/grub.cfg" > "$BOOTFILES/EFI/BOOT/grub.cfg"
+    in_root grub-editenv /tmp/grubenv create
+    in_root grub-editenv /tmp/grubenv set ORDER="A B" A_OK=1 A_TRY=0 B_OK=0 B_TRY=0
+    mv "$ROOTFS/tmp/grubenv" "$BOOTFILES/EFI/BOOT/grubenv" ;;
 esac
 rm -rf "$ROOTFS/boot/firmware/"*
 cp "$REPO/image/edgeagent.toml.example" "$BOOTFILES/edgeagent.toml.example"
@@ -219,25 +328,82 @@ cp "$REPO/image/edgeagent.toml.example" "$BOOTFILES/edgeagent.toml.example"
 IMG=$OUT/edgeagent-$ARCH.img
 BOOT_IMG=$WORK/boot.vfat
 ROOT_IMG=$WORK/root.ext4
+DATA_IMG=$WORK/data.ext4
 log "boot partition: FAT32 ${BOOT_MB} MiB"
 rm -f "$BOOT_IMG"
 mkfs.vfat -F 32 -n RASPIFIRM -C "$BOOT_IMG" $((BOOT_MB * 1024)) >/dev/null
 (cd "$BOOTFILES" && MTOOLS_SKIP_CHECK=1 mcopy -s -i "$BOOT_IMG" ./* ::/)
 root_mb=$(( $(du -sm "$ROOTFS" | cut -f1) * 11 / 10 + ROOT_EXTRA_MB ))
-log "root partition: ext4 ${root_mb} MiB"
+SLOT_MB=${SLOT_MB:-$(( (root_mb * 5 / 4 + 511) / 512 * 512 ))}
+[ "$root_mb" -le "$SLOT_MB" ] || { echo "build.sh: the root file system ($root_mb MiB) does not fit SLOT_MB=$SLOT_MB" >&2; exit 1; }
+log "root file system: ext4 ${root_mb} MiB (slots of ${SLOT_MB} MiB)"
 rm -f "$ROOT_IMG"
-nice -n 10 mkfs.ext4 -q -L RASPIROOT -E root_owner=0:0 -O ^metadata_csum_seed -d "$ROOTFS" "$ROOT_IMG" "${root_mb}M"
+nice -n 10 mkfs.ext4 -q -L edgeroot -E root_owner=0:0 -O ^metadata_csum_seed -d "$ROOTFS" "$ROOT_IMG" "${root_mb}M"
+log "data partition: ext4 ${DATA_MB} MiB"
+rm -f "$DATA_IMG"
+nice -n 10 mkfs.ext4 -q -L EDGEDATA -E root_owner=0:0 -O ^metadata_csum_seed -d "$DATA" "$DATA_IMG" "${DATA_MB}M"
 rm -f "$IMG"
-total_mb=$(( 4 + BOOT_MB + root_mb + 1 ))
+a_start=$(( (4 + BOOT_MB) * 2048 )); b_start=$(( a_start + SLOT_MB * 2048 )); d_start=$(( b_start + SLOT_MB * 2048 ))
+total_mb=$(( 4 + BOOT_MB + 2 * SLOT_MB + DATA_MB + 1 ))
 truncate -s "${total_mb}M" "$IMG"
-sfdisk --quiet "$IMG" <<EOF
+case $ARCH in
+  arm64) sfdisk --quiet "$IMG" <<TABLE
 label: dos
-label-id: 0xedaa6e00
+label-id: 0x$DISK_ID
 unit: sectors
 start=8192, size=$((BOOT_MB * 2048)), type=c, bootable
-start=$((8192 + BOOT_MB * 2048)), size=$((root_mb * 2048)), type=83
-EOF
-dd if="$BOOT_IMG" of="$IMG" bs=1M seek=4 conv=notrunc status=none
-dd if="$ROOT_IMG" of="$IMG" bs=1M seek=$((4 + BOOT_MB)) conv=notrunc status=none
-rm -f "$BOOT_IMG" "$ROOT_IMG"
-log "done in $(( $(date +%s) - START )) s: $IMG ($(du -h --apparent-size "$IMG" | cut -f1))"
+start=$a_start, size=$((SLOT_MB * 2048)), type=83
+start=$b_start, size=$((SLOT_MB * 2048)), type=83
+start=$d_start, size=$((DATA_MB * 2048)), type=83
+TABLE
+  ;;
+  amd64) sfdisk --quiet "$IMG" <<TABLE
+label: gpt
+label-id: ${GPT_UUID_PREFIX}0
+unit: sectors
+start=8192, size=$((BOOT_MB * 2048)), type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=$(part_uuid 1), name=boot
+start=$a_start, size=$((SLOT_MB * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=$(part_uuid 2), name=rootfs-a
+start=$b_start, size=$((SLOT_MB * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=$(part_uuid 3), name=rootfs-b
+start=$d_start, size=$((DATA_MB * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=$(part_uuid 4), name=data
+TABLE
+  ;;
+esac
+dd if="$BOOT_IMG" of="$IMG" bs=1M seek=4 conv=notrunc,sparse status=none
+dd if="$ROOT_IMG" of="$IMG" bs=1M seek=$(( a_start / 2048 )) conv=notrunc,sparse status=none
+dd if="$DATA_IMG" of="$IMG" bs=1M seek=$(( d_start / 2048 )) conv=notrunc,sparse status=none
+rm -f "$BOOT_IMG" "$DATA_IMG"
+log "image: $IMG ($(du -h --apparent-size "$IMG" | cut -f1), $(du -h "$IMG" | cut -f1) on disk), version $IMAGE_VERSION"
+
+# ---------------------------------------------------------------- 5. the signed update bundle
+# The same root file system as slot A; RAUC writes it into the inactive slot and grows it to the slot.
+if [ "${IMAGE_BUNDLE:-1}" = 0 ]; then
+  rm -f "$ROOT_IMG"
+  log "done in $(( $(date +%s) - START )) s: $IMG (no bundle: IMAGE_BUNDLE=0)"
+  exit 0
+fi
+BUNDLE=$OUT/edgeagent-$ARCH.raucb
+rm -rf "$WORK/bundle" "$BUNDLE"; mkdir -p "$WORK/bundle"
+mv "$ROOT_IMG" "$WORK/bundle/rootfs.ext4"
+install -m 0755 "$HERE/ota/hook" "$WORK/bundle/hook"
+cat > "$WORK/bundle/manifest.raucm" <<MANIFEST
+[update]
+compatible=$COMPATIBLE
+version=$IMAGE_VERSION
+build=$(date -u +%Y%m%d%H%M%S)
+
+[bundle]
+format=verity
+
+[hooks]
+filename=hook
+
+[image.rootfs]
+filename=rootfs.ext4
+hooks=post-install
+MANIFEST
+log "bundle: squashfs (zstd) of the root file system, signed with $(basename "$RAUC_CERT")"
+nice -n 10 rauc bundle --cert="$RAUC_CERT" --key="$RAUC_KEY" --keyring="$RAUC_KEYRING" \
+  --mksquashfs-args="-comp zstd -Xcompression-level 15" "$WORK/bundle" "$BUNDLE" >"$WORK/bundle.log" 2>&1 \
+  || { cat "$WORK/bundle.log" >&2; exit 1; }
+rm -rf "$WORK/bundle"
+log "done in $(( $(date +%s) - START )) s: $IMG, bundle $BUNDLE ($(du -h "$BUNDLE" | cut -f1))"

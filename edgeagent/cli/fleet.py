@@ -17,7 +17,7 @@ from edgeagent.cli.fleet_server import DB_ENV, add_collect_parser, db_summary, r
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("fleet", help="operate devices over MQTT: devices, tail, stats, send, config, collect",
+    parser = sub.add_parser("fleet", help="operate devices over MQTT: devices, tail, stats, send, config, collect, update",
                             description="Broker options default to $EDGEAGENT_FLEET_<OPTION> "
                                         "(e.g. EDGEAGENT_FLEET_HOST, EDGEAGENT_FLEET_PASSWORD), then to the "
                                         "config's [mqtt] section.")
@@ -62,6 +62,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions.add_parser("discovery", help="relay devices' Home Assistant discovery to HA, each checked to reference "
                                          "only its own device's topics (runs until stopped)")
     add_collect_parser(actions)
+    update = actions.add_parser("update", help="roll out a signed OS update bundle (RAUC), canaries first",
+                                description="Each device downloads the bundle, checks it, installs it into its "
+                                            "inactive slot, reboots when idle and reports back; a device whose new "
+                                            "version does not come up rolls back by itself.")
+    update.add_argument("targets", nargs="+", metavar="DEVICE|URL", help="[DEVICE ...] URL: devices (or --all/--group), then the bundle's URL (options before or after these, not between)")
+    update.add_argument("--all", action="store_true", help="every device that is online")
+    update.add_argument("--group", help="every online device whose config has device.group = GROUP")
+    update.add_argument("--canary", metavar="N%", help="update this share first; stop if any of them fails")
+    update.add_argument("--sha256", help="the bundle's sha256 (default: computed from URL)")
+    update.add_argument("--wait", type=float, default=3600.0, help="seconds each wave may take (default 3600)")
     parser.set_defaults(handler=run)
 
 
@@ -128,12 +138,13 @@ def _devices(args: argparse.Namespace, client: Any) -> int:
                 continue
             entry.update(state=state.get("state"), version=state.get("version"), backend=state.get("backend"),
                          mute=state.get("mute"), volume=state.get("volume"), last_seen=state.get("updated_at"),
-                         last_turn_ms=state.get("last_turn_ms"))
+                         last_turn_ms=state.get("last_turn_ms"), image=(state.get("image") or {}).get("version"),
+                         update=(state.get("update") or {}).get("status"))
     rows = sorted(found.values(), key=lambda d: d["device"])
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    cols = ["device", "status", "state", "version", "backend", "mute", "volume", "last_turn_ms", "last_seen"]
+    cols = ["device", "status", "state", "version", "image", "backend", "mute", "volume", "last_turn_ms", "last_seen", "update"]
     print_table(cols, [[_cell(r.get(c)) for c in cols] for r in rows])
     print(f"\n{sum(r['status'] == 'online' for r in rows)}/{len(rows)} devices online")
     return 0
@@ -334,6 +345,32 @@ def _config(args: argparse.Namespace, client: Any) -> int:
     return 1
 
 
+def _update(args: argparse.Namespace, client: Any) -> int:
+    from edgeagent.fleet import rollout
+    from edgeagent.cli.table import print_table
+
+    *devices, url = args.targets
+    if bool(devices) == bool(args.all or args.group):
+        raise ValueError("name devices, or use --all or --group (not both)")
+    canary = rollout.parse_canary(args.canary)
+    sha256 = (args.sha256 or "").lower() or rollout.bundle_sha256(url)
+    offline: list[str] = []
+    if not devices:
+        devices, offline = rollout.fleet_devices(client, 2.0, args.group)
+        if offline:
+            print(f"offline, not updated: {', '.join(offline)}", file=sys.stderr)
+        if not devices:
+            raise ValueError("no online device" + (f" in group {args.group!r}" if args.group else ""))
+    print(f"update {len(devices)} device(s) to {url} (sha256 {sha256})", flush=True)
+    results = rollout.rollout(client, devices, url, sha256, canary, args.wait)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in results], default=str))
+    else:
+        print()
+        print_table(["device", "result", "version", "seconds", "detail"], rollout.summary_rows(results))
+    return 0 if all(r.result == "updated" for r in results) and not offline else 1
+
+
 def _cell(value: Any) -> str:
     from edgeagent.fleet.operator import shown
 
@@ -354,4 +391,4 @@ def _discovery(args: argparse.Namespace, client: Any) -> int:
 
 
 ACTIONS = {"devices": _devices, "tail": _tail, "stats": _stats, "send": _send, "config": _config,
-           "discovery": _discovery}
+           "discovery": _discovery, "update": _update}

@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable
 
 from edgeagent.fleet.control import CommandFailed, DeviceControl
 from edgeagent.fleet.payload import PayloadError, load_json
+from edgeagent.fleet.update import check_sha256, check_url
 
 MAX_PAYLOAD = 4096  # bytes; a say text fits easily, a flood does not
 MAX_DEPTH = 4  # arguments are flat: {"text": ...}; a little room for a wrong shape to get its own error
@@ -52,6 +53,7 @@ SCHEMAS: dict[str, dict[str, Arg]] = {
     "restart": {},
     "ping": {},
     "stats": {},
+    "update": {"url": Arg(str, check_url), "sha256": Arg(str, check_sha256)},
 }
 
 
@@ -110,6 +112,8 @@ async def execute(name: str, args: dict[str, Any], control: DeviceControl,
         return await control.cancel()
     if name == "restart":
         return await control.restart()
+    if name == "update":
+        return await control.update(args["url"], args["sha256"])
     if name in ("ping", "stats"):
         return await extra(name)
     raise BadCommand(f"unknown command {name!r}")  # parse() keeps us from getting here

@@ -21,6 +21,7 @@ from typing import Any, Callable
 from edgeagent.config import Config, load_config, secret_values
 from edgeagent.fleet.control import CommandFailed
 from edgeagent.fleet.link import FleetLink
+from edgeagent.fleet.update import DeviceUpdates
 from edgeagent.logsetup import RedactSecrets
 from edgeagent.fleet.remote_config import ConfigChange
 
@@ -33,25 +34,39 @@ class DeviceState:
     the config in force and a pending restart, published as retained state through the link.
     ``describe`` adds what the voice loop (or its absence) has to say."""
 
-    def __init__(self, config: Config, describe: Callable[[], dict[str, Any]]):
+    def __init__(self, config: Config, describe: Callable[[], dict[str, Any]],
+                 is_idle: Callable[[], bool] = lambda: True):
         self.config = config
         self.muted = False
         self.volume = config.audio.volume
         self.restart_requested = asyncio.Event()
         self.link: FleetLink | None = None
+        self.updates: DeviceUpdates | None = None
         self.config_changes = 0
         self.started = time.monotonic()
         self._describe = describe
+        self._is_idle = is_idle  # nothing a reboot would cut off (an OS update reboots only then)
         self.observers: list[Callable[[dict[str, Any]], None]] = []  # besides the link: the kiosk's screen
 
     def attach(self, link: FleetLink) -> None:
         self.link = link
         self.config = link.config
         self.volume = self.config.audio.volume
+        self.updates = DeviceUpdates(self.config, link, self._is_idle)
         self.publish()
 
+    def ready(self) -> asyncio.Task | None:
+        """The device is READY (the daemon: models loaded, microphone open): an updated slot may
+        now be confirmed.  Returns the confirmation task, to cancel at shutdown."""
+        return self.updates.ready() if self.updates is not None else None
+
+    async def update(self, url: str, sha256: str) -> dict[str, Any]:
+        if self.updates is None:
+            raise CommandFailed("not attached to the fleet link")
+        return await self.updates.start(url, sha256)
+
     def fields(self) -> dict[str, Any]:
-        return {**self._describe(), "mute": self.muted, "volume": self.volume}
+        return {**self._describe(), "mute": self.muted, "volume": self.volume, "group": self.config.device.group or None}
 
     def publish(self) -> None:
         """The state changed: the link publishes it (rate-limited, latest value wins), observers see it."""
@@ -112,6 +127,9 @@ class StandaloneDevice:
     async def restart(self) -> dict[str, Any]:
         return self.device_state.restart()
 
+    async def update(self, url: str, sha256: str) -> dict[str, Any]:
+        return await self.device_state.update(url, sha256)
+
     async def stats(self) -> dict[str, Any]:
         return {"uptime_s": self.device_state.uptime_s(), "turns": 0, "config_changes": self.device_state.config_changes,
                 "voice_loop": False}
@@ -134,10 +152,11 @@ async def run_device(config: Config) -> bool:
         loop.add_signal_handler(sig, stop.set)
     link.start()
     waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(device.device_state.restart_requested.wait())]
+    confirming = device.device_state.ready()
     try:
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for w in waiters:
+        for w in [*waiters, *([confirming] if confirming else [])]:
             w.cancel()
         await link.stop()
     return device.device_state.restart_requested.is_set()

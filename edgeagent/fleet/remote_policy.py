@@ -59,7 +59,7 @@ class RemoteKey:
 
 
 REMOTE_KEYS: tuple[RemoteKey, ...] = (
-    RemoteKey("device.name"), RemoteKey("device.timezone"),
+    RemoteKey("device.name"), RemoteKey("device.timezone"), RemoteKey("device.group", _name),
     RemoteKey("audio.volume"),
     RemoteKey("wake.engine"), RemoteKey("wake.models", _names), RemoteKey("wake.threshold"),
     RemoteKey("wake.thresholds", _names), RemoteKey("wake.trigger_frames"), RemoteKey("wake.refractory_s"),
@@ -76,6 +76,7 @@ REMOTE_KEYS: tuple[RemoteKey, ...] = (
     RemoteKey("telemetry.include_text"),
     RemoteKey("log.level"),
     RemoteKey("intents.*"),  # sentences, rooms and names matched before the LLM (issue 16)
+    RemoteKey("update.confirm_deadline_s"),  # the files it touches (update.reboot_request, rauc_conf) stay local
 )
 
 

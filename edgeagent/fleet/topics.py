@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 HA_STATUS = "homeassistant/status"
-COMMANDS = ("say", "mute", "volume", "listen", "cancel", "restart", "ping", "stats")
+COMMANDS = ("say", "mute", "volume", "listen", "cancel", "restart", "ping", "stats", "update")
 MAX_TOPIC = 256
 
 

@@ -114,6 +114,8 @@ async def run_daemon(config: Config, input_wav: Path | None = None, output_wav: 
         link.start()
         background.append(asyncio.create_task(_stop_on(remote.device_state.restart_requested, stages.controller)))
     notify(f"READY=1\nSTATUS={ready_status(engines)}")
+    if (confirming := remote.device_state.ready()) is not None:  # an OS update's new slot, now READY
+        background.append(confirming)
     log.info("edgeagent ready (device %s)%s", config.device.id,
              "".join(f"; {family}: {why}" for family, why in engines.degraded.items()))
     try:

@@ -24,7 +24,7 @@ class VoiceRemote:
     """DeviceControl of the daemon: fleet commands on the turn controller and the speaker."""
 
     def __init__(self, config: Config):
-        self.device_state = DeviceState(config, describe=self._describe)
+        self.device_state = DeviceState(config, describe=self._describe, is_idle=self._is_idle)
         self.stages: Stages | None = None
 
     def attach(self, stages: Stages) -> None:
@@ -46,6 +46,11 @@ class VoiceRemote:
         last = controller.finished[-1] if controller.finished else None
         return {"state": controller.state.value, "voice_loop": True, "backend": last.llm_backend if last else None,
                 "last_turn_ms": last.ttfa_ms if last else None, "degraded": dict(self.stages.engines.degraded)}
+
+    def _is_idle(self) -> bool:
+        """No turn, reply or timer ring in progress: an OS update may reboot now."""
+        return self.stages is not None and self.stages.controller.state == AgentState.IDLE \
+            and self.stages.controller.turn is None
 
     def _controller(self) -> TurnController:
         if self.stages is None:
@@ -84,6 +89,9 @@ class VoiceRemote:
 
     async def restart(self) -> dict[str, Any]:
         return self.device_state.restart()
+
+    async def update(self, url: str, sha256: str) -> dict[str, Any]:
+        return await self.device_state.update(url, sha256)
 
     async def stats(self) -> dict[str, Any]:
         controller = self._controller()
