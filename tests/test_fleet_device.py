@@ -88,7 +88,7 @@ def test_every_command_is_answered(device, broker):
     stats = request(watcher, dev, "stats", '{"id": "s1"}', mqtt5=False)
     assert stats["ok"] and stats["id"] == "s1" and stats["link"]["connected"] is True
     assert "telemetry" in stats["link"] and stats["device"]["voice_loop"] is False
-    assert stats["state"] == {"state": "idle", "voice_loop": False, "mute": True, "volume": 0.25, "backend": None,
+    assert stats["state"] == {"state": "idle", "voice_loop": False, "mute": True, "volume": 0.25, "backend": None, "group": None,
                               "last_turn_ms": None}
     # plain MQTT (no response topic) gets /result
     assert request(watcher, dev, "ping", "", mqtt5=False)["pong"] is True
