@@ -135,3 +135,35 @@ def test_canary_share(text, count):
 
     first, rest = canary_split(["a", "b", "c", "d"], parse_canary(text))
     assert len(first) == count and first + rest == ["a", "b", "c", "d"]
+
+
+def test_a_device_login_that_answers_garbage_cannot_crash_the_rollout(tmp_path, broker):
+    """A stolen device login may answer the update command and publish its state as it likes: the
+    operator's CLI reports it as a failure, escaped, and carries on (the security issue's rule)."""
+    import paho.mqtt.client as mqtt
+
+    from tests.fleet_support import close_client, connect
+
+    sha = "ab" * 32
+    broker.add_device("rogue", "pw-rogue")
+    rogue, reason, _ = connect(broker.device_port, ("rogue", "pw-rogue"), "edgeagent-rogue")
+    assert not reason.is_failure
+
+    def answer(client: mqtt.Client, _userdata, msg: mqtt.MQTTMessage) -> None:
+        for state in (b"[]", b"not json", json.dumps({"update": "\x1b[2J"}).encode(),
+                      json.dumps({"update": {"sha256": sha, "phase": "failed", "status": "\x1b[31mred",
+                                             "reason": [1]}, "image": [2]}).encode()):
+            client.publish("edgeagent/rogue/state", state, qos=1)
+        client.publish(msg.properties.ResponseTopic, b'{"ok": true, "from": {"x": "\\u001b[0m"}}', qos=1)
+
+    rogue.on_message = answer
+    rogue.subscribe("edgeagent/rogue/cmd/update", qos=1)
+    try:
+        run = _fleet(broker, tmp_path, "update", "rogue", "http://127.0.0.1:1/b.raucb", "--sha256", sha, "--wait", "20")
+    finally:
+        close_client(rogue)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stdout + run.stderr
+    assert "\x1b" not in run.stdout
+    assert "rogue: \\x1b[31mred" in run.stdout  # its words, escaped
+    rows = [line.split() for line in run.stdout.splitlines() if line.startswith("rogue ")]
+    assert rows and rows[-1][1] == "failed", run.stdout

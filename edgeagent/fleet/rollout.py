@@ -23,7 +23,7 @@ from typing import Any, Iterable
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edgeagent.fleet.operator import FleetError, OperatorClient
+from edgeagent.fleet.operator import FleetError, OperatorClient, device_json, shown
 from edgeagent.fleet.topics import device_of
 
 DONE = ("updated", "failed")
@@ -87,10 +87,7 @@ def fleet_devices(client: OperatorClient, wait: float, group: str | None = None)
         if msg.topic.endswith("/status"):
             status[device] = msg.payload.decode(errors="replace")
         elif msg.topic.endswith("/state"):
-            try:
-                groups[device] = json.loads(msg.payload).get("group")
-            except (ValueError, AttributeError):
-                groups[device] = None
+            groups[device] = _field(device_json(msg.payload), "group")
             status.setdefault(device, "unknown")
     chosen = sorted(d for d in status if group is None or groups.get(d) == group)
     return [d for d in chosen if status[d] == "online"], [d for d in chosen if status[d] != "online"]
@@ -129,39 +126,43 @@ def run_wave(client: OperatorClient, devices: Iterable[str], url: str, sha256: s
             continue
         if msg.topic in replies:
             device = replies[msg.topic]
-            answer = json.loads(msg.payload)
+            answer = device_json(msg.payload)
             unanswered.discard(device)
-            if not answer.get("ok"):
-                _finish(wave[device], "refused", str(answer.get("error")), out)
+            if _field(answer, "ok") is not True:
+                _finish(wave[device], "refused", shown(_field(answer, "error") or "not an answer"), out)
                 pending.discard(device)
             else:
-                print(f"{device}: accepted (running {answer.get('from') or 'an unknown version'})", file=out, flush=True)
+                print(f"{device}: accepted (running {shown(_field(answer, 'from') or 'an unknown version')})", file=out,
+                      flush=True)
             continue
         device = device_of(msg.topic, root)
         if device not in pending or msg.retain or not msg.topic.endswith("/state"):
             continue  # a retained message is from before the command
-        try:
-            state = json.loads(msg.payload)
-        except ValueError:
-            continue
-        update = state.get("update") or {}
-        if update.get("sha256") != sha256:
-            continue
+        state = device_json(msg.payload)
+        update = _field(state, "update")
+        if _field(update, "sha256") != sha256:
+            continue  # another update's, or not a state at all (whatever a device sends, we carry on)
         entry = wave[device]
-        status = update.get("status") or ""
+        status = shown(_field(update, "status") or "", 200)
         if status != entry.last_status and not _same_step(status, entry.last_status):
             print(f"{device}: {status}", file=out, flush=True)
         entry.last_status = status
-        if update.get("phase") in DONE:
+        if _field(update, "phase") in DONE:
             entry.result = update["phase"]
-            entry.detail = update.get("reason") or status
-            entry.version = (state.get("image") or {}).get("version")
+            entry.detail = shown(_field(update, "reason") or status, 200)
+            version = _field(_field(state, "image"), "version")
+            entry.version = shown(version) if version else None
             entry.seconds = round(time.monotonic() - entry.started, 1)
             pending.discard(device)
     for device in pending:
         entry = wave[device]
         _finish(entry, "timeout", f"no outcome within {timeout:.0f} s (last: {entry.last_status or 'nothing'})", out)
     return list(wave.values())
+
+
+def _field(value: object, key: str) -> Any:
+    """``value[key]`` of a device's JSON object; None for anything else."""
+    return value.get(key) if isinstance(value, dict) else None
 
 
 def _finish(entry: DeviceRollout, result: str, detail: str, out) -> None:
