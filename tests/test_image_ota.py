@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fleet_support import OPERATOR, Broker, Watcher
+from tests.fleet_support import Broker, Watcher, operator_cli
 from tests.image_support import (DATA, OUT, REPO, Vm, add_boot_file, build, copy_sparse, debugfs, fat, mtools,
                                  replay_journals, require_tools, use_kvm)
 from tests.ota_support import FileServer, make_bundle, make_keys
@@ -51,12 +51,8 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _fleet(broker: Broker, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEAGENT_")}
-    env["EDGEAGENT_FLEET_PASSWORD"] = OPERATOR[1]
-    return subprocess.run([sys.executable, "-m", "edgeagent", "fleet", "--host", "127.0.0.1", "--port", str(broker.port),
-                           "--username", OPERATOR[0], "--timeout", "20", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+def _fleet(broker: Broker, workdir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return operator_cli(broker, workdir)("--timeout", "20", *args, timeout=timeout)
 
 
 class Inbox:
@@ -120,7 +116,7 @@ def test_amd64_over_the_air_update_and_automatic_rollback(tmp_path):
 
     broker = Broker(tmp_path / "broker")
     password = "ota-secret-on-the-data-partition"
-    broker.add_user(DEVICE, password)
+    broker.add_device(DEVICE, password)
     broker.start()
     add_boot_file(card, "edgeagent.toml", f"""
 [device]
@@ -129,7 +125,7 @@ group = "test"
 [mqtt]
 enabled = true
 host = "{HOST}"
-port = {broker.port}
+port = {broker.device_port}
 username = "{DEVICE}"
 password = "{password}"
 keepalive_s = 10
@@ -161,13 +157,13 @@ confirm_deadline_s = {BOOT_S}
                         "other-key.raucb": "signature verification failed"}
             for name, why in refusals.items():
                 sha = _sha256(www / name)
-                sent = _fleet(broker, "send", DEVICE, "update", json.dumps({"url": url(name), "sha256": sha}))
+                sent = _fleet(broker, tmp_path, "send", DEVICE, "update", json.dumps({"url": url(name), "sha256": sha}))
                 assert sent.returncode == 0, sent.stderr
                 update = inbox.state(lambda s: (s.get("update") or {}).get("sha256") == sha
                                 and s["update"]["phase"] == "failed", 600)["update"]
                 assert update["status"].startswith("update failed: ") and why in update["status"], update
             wrong = _sha256(www / "other-key.raucb")
-            _fleet(broker, "send", DEVICE, "update", json.dumps({"url": url("unsigned.raucb"), "sha256": wrong}))
+            _fleet(broker, tmp_path, "send", DEVICE, "update", json.dumps({"url": url("unsigned.raucb"), "sha256": wrong}))
             update = inbox.state(lambda s: (s.get("update") or {}).get("sha256") == wrong
                             and s["update"]["phase"] == "failed", 900)["update"]
             assert "sha256 mismatch" in update["status"]
@@ -176,7 +172,7 @@ confirm_deadline_s = {BOOT_S}
             # ---- 2. v1 -> v2, with a turn in progress and the broker down across the reboot
             sha2 = _sha256(www / "v2.raucb")
             started = time.monotonic()
-            sent = _fleet(broker, "send", DEVICE, "update", json.dumps({"url": url("v2.raucb"), "sha256": sha2}))
+            sent = _fleet(broker, tmp_path, "send", DEVICE, "update", json.dumps({"url": url("v2.raucb"), "sha256": sha2}))
             assert sent.returncode == 0 and '"accepted": true' in sent.stdout, sent.stdout + sent.stderr
             progress = []
             while True:
@@ -186,7 +182,7 @@ confirm_deadline_s = {BOOT_S}
                     break
                 assert update["phase"] != "failed", update
             times["v2 download"] = time.monotonic() - started
-            listen = _fleet(broker, "send", DEVICE, "listen")  # a turn that lasts no_speech_timeout_s
+            listen = _fleet(broker, tmp_path, "send", DEVICE, "listen")  # a turn that lasts no_speech_timeout_s
             assert listen.returncode == 0, listen.stderr
             inbox.state(lambda s: s.get("state") == "listening", 30)
             mark = len(vm.text())
@@ -208,7 +204,7 @@ confirm_deadline_s = {BOOT_S}
 
             # ---- 3. v2 -> v3 (its daemon fails): the CLI, a canary, the trial rolls back to v2
             started = time.monotonic()
-            rollout = _fleet(broker, "update", "--all", "--canary", "100%", url("v3.raucb"), "--sha256",
+            rollout = _fleet(broker, tmp_path, "update", "--all", "--canary", "100%", url("v3.raucb"), "--sha256",
                              _sha256(www / "v3.raucb"), "--wait", str(3 * BOOT_S), timeout=4 * BOOT_S)
             times["v3 update until reported failed (incl. rollback)"] = time.monotonic() - started
             out = rollout.stdout
