@@ -6,10 +6,12 @@ network that reaches this machine's broker and HTTP server, and then:
 
 1. bad bundles (unsigned, truncated, another key, a wrong sha256) are refused with the reason on
    the state topic, and the device does not reboot;
-2. v1 -> v2: the device downloads, verifies, installs into slot B and waits for the turn in progress
-   (a `listen` with a long no-speech timeout) before it reboots; the broker is down meanwhile, so that
-   turn's trace is spooled; v2 comes back with its config and credentials (it connects with them),
-   publishes the spooled trace, is marked good and reports `updated to v2`;
+2. v1 -> v2: the device downloads, verifies and installs into slot B while a turn is in progress (a
+   `listen` nobody answers, a no_speech turn of vad.no_speech_timeout_s); the broker is down from then
+   on, so that turn's trace is spooled on the data partition; the device reboots once idle, v2 comes
+   back with its config and credentials (it connects with them), publishes the spooled trace, is
+   marked good and reports `updated to v2` (that the reboot waits for a turn in progress is
+   tests/test_ota.py's; under TCG the install outlasts any turn);
 3. v2 -> v3 with `edgeagent fleet update --canary 100%`: v3's daemon fails, the trial rolls back to
    v2 by itself, and the CLI and the state topic say `update failed: <reason>`.
 
@@ -22,19 +24,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import queue
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.fleet_support import Broker, Watcher, operator_cli
-from tests.image_support import (DATA, OUT, REPO, Vm, add_boot_file, build, copy_sparse, debugfs, fat, mtools,
+from tests.image_support import (DATA, OUT, Vm, add_boot_file, build, copy_sparse, debugfs, fat, mtools,
                                  replay_journals, require_tools, use_kvm)
 from tests.ota_support import FileServer, make_bundle, make_keys
 
@@ -182,7 +182,7 @@ confirm_deadline_s = {BOOT_S}
                     break
                 assert update["phase"] != "failed", update
             times["v2 download"] = time.monotonic() - started
-            listen = _fleet(broker, tmp_path, "send", DEVICE, "listen")  # a turn that lasts no_speech_timeout_s
+            listen = _fleet(broker, tmp_path, "send", DEVICE, "listen")  # a turn of no_speech_timeout_s, unanswered
             assert listen.returncode == 0, listen.stderr
             inbox.state(lambda s: s.get("state") == "listening", 30)
             mark = len(vm.text())

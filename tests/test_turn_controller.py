@@ -309,6 +309,14 @@ def test_an_answer_opens_the_follow_up_window_which_closes_without_a_trace_when_
     assert [t.outcome for t in traces] == ["answered"]  # an unanswered follow-up window is no turn
 
 
+def test_a_listen_asked_for_is_a_turn_even_when_nobody_speaks():
+    """Remote `listen` and the kiosk's tap to speak are someone asking to talk, as a wake word is: an
+    unanswered one is a no_speech turn (the fleet sees it), unlike the agent's own follow-up window."""
+    _, states, traces, _ = run(Script(frames=60), before=lambda controller: controller.listen())
+    assert states == ["listening", "idle"]
+    assert [t.outcome for t in traces] == ["no_speech"] and traces[0].wake_word is None
+
+
 def test_an_announcement_speaks_without_a_trace_and_is_refused_while_busy():
     accepted = []
     _, states, traces, replier = run(Script(frames=40), before=lambda controller: accepted.extend(

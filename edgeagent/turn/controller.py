@@ -123,7 +123,7 @@ class Speculation:
 @dataclass
 class Turn:
     trace: TurnTrace
-    follow_up: bool = False  # opened without a wake word
+    follow_up: bool = False  # the agent's own listening window (after a reply, a barge-in): unanswered, no turn
     announcement: bool = False  # remote `say`: spoken, not a conversation turn, no trace
     task: asyncio.Task | None = None
     utterance: Utterance | None = None
@@ -176,7 +176,8 @@ class TurnController:
         self.turn: Turn | None = None
         self.finished: list[TurnTrace] = []
         self.muted = False
-        self._follow_up_pending = False
+        # a turn to open on the next frame (the endpointer starts on a frame): "listen" (asked for) or "follow-up"
+        self._pending_open: str | None = None
         self._turns: set[asyncio.Task] = set()  # turns still unwinding (a barged-in reply) and housekeeping
         self._stopping = False
 
@@ -233,7 +234,7 @@ class TurnController:
         silence = last.samples * 0
         index, audio_s = last.index, last.audio_s
         deadline = time.monotonic() + limit_s
-        while (self.turn is not None or self._follow_up_pending) and time.monotonic() < deadline:
+        while (self.turn is not None or self._pending_open) and time.monotonic() < deadline:
             await asyncio.sleep(step)
             index, audio_s = index + 1, audio_s + step
             self.on_frame(Frame(silence, index, audio_s, time.monotonic()))
@@ -243,9 +244,11 @@ class TurnController:
             await asyncio.gather(*self._turns, return_exceptions=True)
 
     def listen(self) -> None:
-        """Open a turn without the wake word (remote `listen`, the follow-up window)."""
+        """Open a turn without the wake word (remote `listen`, the kiosk's tap to speak): asked for by
+        someone, so it is a turn like one the wake word opens (nobody speaking is ``no_speech``), not
+        the agent's own follow-up window."""
         if self.state == AgentState.IDLE:
-            self._follow_up_pending = True  # opened on the next frame (the endpointer starts on a frame)
+            self._pending_open = "listen"
 
     def announce(self, text: str, reply: Callable[[], Reply] | None = None) -> bool:
         """Speak ``text`` now (remote `say`, a timer ringing: ``reply`` makes its own Reply); False when
@@ -257,7 +260,8 @@ class TurnController:
             self._close_listening(turn)
         if self.turn is not None or self.state != AgentState.IDLE:
             return False
-        self._follow_up_pending = False  # the window would open on the next frame: the announcement replaces it
+        if self._pending_open == "follow-up":  # the window would open on the next frame: the announcement replaces it
+            self._pending_open = None
         turn = Turn(trace=TurnTrace(device_id=self.config.device.id), announcement=True)
         self.turn = turn
         self._set_state(AgentState.THINKING, "say")
@@ -287,9 +291,9 @@ class TurnController:
             return
         detections = self.wake.process(frame)  # always fed, so its streaming features stay continuous
         if self.state == AgentState.IDLE:
-            if self._follow_up_pending:
-                self._follow_up_pending = False
-                self._open_turn(None, follow_up=True, frame=frame)
+            if self._pending_open:
+                kind, self._pending_open = self._pending_open, None
+                self._open_turn(None, follow_up=kind == "follow-up", frame=frame)
             elif detections and not self.muted:
                 self._open_turn(detections[0], frame=frame)
         if self.state == AgentState.LISTENING:
@@ -368,7 +372,7 @@ class TurnController:
             self.on_event(detection, trace.turn_id)
         if frame is not None:  # a follow-up window closes after follow_up_s without speech
             self.endpointer.begin(frame, lookback_ms, self.config.agent.follow_up_s if follow_up else None)
-        self._set_state(AgentState.LISTENING, "wake" if detection else "follow-up")
+        self._set_state(AgentState.LISTENING, "wake" if detection else "follow-up" if follow_up else "listen")
 
     def _start(self, turn: Turn, coroutine, name: str) -> None:
         turn.task = asyncio.get_running_loop().create_task(coroutine, name=name)
@@ -481,7 +485,7 @@ class TurnController:
         self.turn = None
         self._set_state(AgentState.IDLE, "said" if turn.announcement else turn.trace.outcome)
         if turn.trace.outcome == "answered" and not turn.announcement and self.config.agent.follow_up_s > 0:
-            self._follow_up_pending = True  # opened on the next frame (the endpointer starts on a frame)
+            self._pending_open = "follow-up"
 
     def _duck(self, event: BargeInOnset | BargeInCleared) -> None:
         """Someone may be talking over the reply: quieter at once; full level again if it was not speech."""
