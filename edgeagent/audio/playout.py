@@ -324,8 +324,13 @@ class Speaker:
             delta += take
 
     def _report_spoken(self, position: int, stopped: bool = False) -> None:
-        """Captions: the words heard by ``position`` (samples out of the speaker), when they change."""
+        """Captions: the words heard by ``position`` (samples out of the speaker), when they change.
+        A sentence still being synthesized grows as its audio comes in, so the same position covers
+        fewer of its words: while playing, a caption never takes a word back (the screen would flicker);
+        the stop reports where the voice really was."""
         text = spoken_text(((c.text, c.samples, c.complete) for c in self._chunks), position)
+        if not stopped and len(text) < len(self._caption) and self._caption.startswith(text):
+            return
         if text != self._caption or stopped:
             self._caption = text
             self._emit(Spoken(t=self.clock(), text=text, played_ms=round(1000.0 * max(0, position) / self.rate, 1),
