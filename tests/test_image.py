@@ -272,7 +272,7 @@ def run_as_cortex_a72(rootfs: Path) -> dict:
     seconds: dict[str, float] = {}
     results: dict[str, dict] = {}
     for family in ("llm", "aec"):
-        done, seconds[f"engine_check {family}"] = in_image(python, "-m", "edgeagent.engine_check", "--config", config, family)
+        done, seconds[f"engine_check {family}"] = in_image(python, "-m", "edgeagent.runtime.engine_check", "--config", config, family)
         results[family] = json.loads(done.stdout.strip().splitlines()[-1])
     assert results["llm"]["engine"] == "SmolLM2-135M-Instruct.Q4_1.gguf" and results["aec"]["engine"] == "webrtc", results
     asked, seconds["edgeagent ask (offline)"] = in_image("/opt/edgeagent/.venv/bin/edgeagent", "--config", config, "ask",
