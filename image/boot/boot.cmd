@@ -31,5 +31,7 @@ setenv ramdisk_addr_r 0x06000000
 load ${devtype} ${devnum}:${rootpart} ${kernel_addr_r} /vmlinuz
 setenv kernel_comp_size ${filesize}
 load ${devtype} ${devnum}:${rootpart} ${ramdisk_addr_r} /initrd.img
-# the firmware loaded the board's device tree (with config.txt's overlays) and passed it on at fdt_addr
+# the firmware loaded the board's device tree (with config.txt's overlays) and passed it on at fdt_addr;
+# a loader that passes none (QEMU's raspi3b) leaves U-Boot's own copy of that tree at fdtcontroladdr
+test -n "${fdt_addr}" || setenv fdt_addr ${fdtcontroladdr}
 booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdt_addr}
