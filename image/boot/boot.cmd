@@ -25,15 +25,11 @@ echo "edgeagent: booting slot ${slot} (BOOT_ORDER=${BOOT_ORDER} A_LEFT=${BOOT_A_
 setenv bootargs "@CMDLINE@ root=PARTUUID=@DISKID@-0${rootpart} rauc.slot=${slot}"
 # Debian's arm64 /vmlinuz is gzip-compressed: booti inflates it through a scratch area (kernel_comp_*).
 # Scratch and initrd sit well above the kernel (U-Boot's defaults leave ~6 MB between kernel and
-# initrd).  The board's device tree (the firmware's, with config.txt's overlays; U-Boot's own copy
-# when a loader such as QEMU's raspi3b passed none) is moved just below the initrd first: a loader
-# may have put it low, where the kernel is about to be loaded.
+# initrd) and far below the device tree the firmware put near the top of the first GiB.
 setenv kernel_comp_addr_r 0x0a000000
 setenv ramdisk_addr_r 0x06000000
-test -n "${fdt_addr}" || setenv fdt_addr ${fdtcontroladdr}
-fdt move ${fdt_addr} 0x05f00000 0x100000
-setenv fdt_addr 0x05f00000
 load ${devtype} ${devnum}:${rootpart} ${kernel_addr_r} /vmlinuz
 setenv kernel_comp_size ${filesize}
 load ${devtype} ${devnum}:${rootpart} ${ramdisk_addr_r} /initrd.img
+# the firmware loaded the board's device tree (with config.txt's overlays) and passed it on at fdt_addr
 booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdt_addr}
